@@ -1,0 +1,1 @@
+"""Audit: what curation removes from whom (identity groups, dialect), with disparity ratios and intervals."""

@@ -1,0 +1,1 @@
+"""Evaluation suites: what the trained model does (toxicity, perplexity, preference, bias...)."""

@@ -1,0 +1,30 @@
+"""The suite interface: a suite probes a learner and returns named figures, each with an interval."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from dynacure.learners.base import Learner
+from dynacure.stats import Estimate
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    metrics: dict[str, Estimate] = field(default_factory=dict)
+    skipped: str | None = None  # why the suite did not run (learner or data)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "skipped": self.skipped,
+                "metrics": {k: v.to_dict() for k, v in self.metrics.items()}, "details": self.details}
+
+
+class Suite(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def run(self, learner: Learner, seed: int = 0) -> SuiteResult:
+        """Evaluate ``learner``; deterministic for a given seed."""

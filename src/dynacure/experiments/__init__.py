@@ -1,0 +1,1 @@
+"""Experiments: strategies x seeds x budgets x reward weights from one config, one table."""

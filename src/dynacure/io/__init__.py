@@ -1,0 +1,1 @@
+"""Corpus input/output: documents, readers, writers, attribute tables, quarantine, raw pool, demo corpus."""

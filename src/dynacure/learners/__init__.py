@@ -1,0 +1,1 @@
+"""Learners: the language models trained on curated data (a small GPT written here, and an HF adapter)."""

@@ -1,0 +1,1 @@
+"""Report: a static HTML page with plots of an experiment's results."""

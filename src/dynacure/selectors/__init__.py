@@ -1,0 +1,1 @@
+"""Selectors: strategies that turn attributes (and optionally the current model) into selection decisions."""

@@ -1,0 +1,60 @@
+"""The selector interface shared by every strategy, so all are compared at the same token budget.
+
+Input: a table with one row per candidate document (``id``, ``source``, ``n_tokens``, ``text`` and the
+attribute columns ``<signal>__<column>``); gold labels in ``meta`` are never passed in. Output: a
+``Selection`` with, per document, a selection probability, a training weight, a keep decision and a
+reason; the decision manifest written by ``curate`` is made from it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dynacure.learners.base import Learner
+
+
+@dataclass
+class Selection:
+    ids: np.ndarray  # str, same order as the input table
+    probability: np.ndarray  # float in [0, 1]: the strategy's selection probability per document
+    weight: np.ndarray  # float >= 0: loss weight when kept (1.0 for plain filters)
+    keep: np.ndarray  # bool: the realised decision at the budget
+    reason: np.ndarray  # str: why kept or dropped (e.g. "kept", "toxicity>0.5", "blocklist", "below_budget")
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name in ("probability", "weight", "keep", "reason"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Selection.{name} has {len(getattr(self, name))} rows for {n} ids")
+
+    def manifest(self) -> pd.DataFrame:
+        return pd.DataFrame({"id": self.ids, "decision": np.where(self.keep, "keep", "drop"),
+                             "probability": self.probability, "weight": self.weight, "reason": self.reason})
+
+
+@dataclass
+class SelectionContext:
+    """What a selector may use besides the candidate table."""
+
+    budget: float  # share of the pool's tokens to select, in (0, 1]
+    seed: int = 0
+    learner: Learner | None = None  # the current model, for model-aware strategies (CoLoR, ICA, RL)
+    target_texts: list[str] | None = None  # a small clean/target set (DSIR, CoLoR-Filter, ICA holdout)
+
+
+class Selector(ABC):
+    name: ClassVar[str]
+    needs_text: ClassVar[bool] = False
+    needs_learner: ClassVar[bool] = False
+
+    @abstractmethod
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        """Decide for every row of ``table`` at ``ctx.budget``."""
+
+    def params(self) -> dict[str, Any]:
+        return {}

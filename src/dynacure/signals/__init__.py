@@ -1,0 +1,1 @@
+"""Signals: batched scorers of documents (safety, alignment, utility, PII) and calibration."""
