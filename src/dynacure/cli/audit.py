@@ -1,15 +1,66 @@
-"""`dynacure audit`: not built yet (see the issue that owns it)."""
+"""`dynacure audit`: removal disparity per identity group and dialect for one or more decision manifests."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from dynacure.cli.errors import NotBuiltYet, cli_errors
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dynacure.cli.errors import cli_errors
+
+console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("audit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("audit")
     @cli_errors
-    def _cmd() -> None:
-        """Not built yet."""
-        raise NotBuiltYet("'dynacure audit' is part of the design but not implemented in this version")
+    def audit(
+        paths: list[Path] = typer.Argument(
+            ..., help="manifest.parquet, curate output folder(s), or an experiment folder"
+        ),
+        corpus: Path = typer.Option(
+            None,
+            "--corpus",
+            help="the corpus the manifests were made from (default: the one recorded by curate in run.json)",
+        ),
+        out: Path = typer.Option(Path("audit.json"), "--out", help="where to write the audit (JSON)"),
+        n_boot: int = typer.Option(1000, help="bootstrap resamples for the intervals"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """What share of documents mentioning each identity group (or in AAE style) each strategy removes,
+        against the corpus-wide removal rate: disparity ratios with 95% bootstrap intervals."""
+        from dynacure.audit.run import audit_manifest, corpus_of, find_manifests, ratios_matrix
+        from dynacure.io.atomic import write_json_atomic
+        from dynacure.io.readers import read_documents
+
+        manifests = find_manifests(paths)
+        texts_cache: dict[Path, pd.Series] = {}
+        results = {}
+        for label, mpath in manifests.items():
+            src = corpus or corpus_of(mpath)
+            if src is None:
+                raise ValueError(f"{mpath}: no corpus recorded next to it; pass --corpus")
+            if src not in texts_cache:
+                texts_cache[src] = pd.Series({d.id: d.text for d in read_documents(src)})
+            manifest = pd.read_parquet(mpath)
+            results[label] = audit_manifest(manifest, texts_cache[src], n_boot=n_boot, seed=seed)
+        write_json_atomic(out, {"manifests": {k: str(v) for k, v in manifests.items()}, "results": results})
+        mat = ratios_matrix(results)
+        table = Table(
+            title="Removal disparity (group removal rate / overall removal rate; >1 = over-removed)"
+        )
+        table.add_column("group")
+        for col in mat.columns:
+            table.add_column(str(col), justify="right")
+        for group, row in mat.iterrows():
+            table.add_row(str(group), *[f"{v:.2f}" if pd.notna(v) else "-" for v in row])
+        console.print(table)
+        for label, res in results.items():
+            if res["over_removed"]:
+                console.print(
+                    f"[bold]{label}[/]: over-removes (interval above 1): {', '.join(res['over_removed'])}"
+                )
+        console.print(f"audit written to {out}")
