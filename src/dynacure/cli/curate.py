@@ -1,15 +1,92 @@
-"""`dynacure curate`: not built yet (see the issue that owns it)."""
+"""`dynacure curate CORPUS`: one strategy at a token budget -> curated corpus + per-document manifest."""
 
 from __future__ import annotations
 
-import typer
+import json
+from pathlib import Path
 
-from dynacure.cli.errors import NotBuiltYet, cli_errors
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dynacure.cli.errors import cli_errors
+
+
+def _parse_params(items: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--param takes KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw  # a bare word, e.g. preset=nano
+    return params
+
+
+def summary_table(summary: dict) -> Table:
+    t = Table(title=f"curate: {summary['strategy']} at budget {summary['budget']:g}")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("records read", f"{summary['records_read']:,}")
+    t.add_row("kept", f"{summary['kept']:,}")
+    for reason, n in sorted(summary["kept_by_reason"].items()):
+        t.add_row(f"  kept: {reason}", f"{n:,}")
+    t.add_row("dropped", f"{summary['dropped']:,}")
+    for reason, n in sorted(summary["dropped_by_reason"].items()):
+        t.add_row(f"  dropped: {reason}", f"{n:,}")
+    t.add_row("quarantined", f"{summary['quarantined']:,}")
+    for reason, n in sorted(summary["quarantined_by_reason"].items()):
+        t.add_row(f"  quarantined: {reason}", f"{n:,}")
+    t.add_row("tokens kept / budget", f"{summary['tokens_kept']:,} / {summary['tokens_budget']:,}")
+    t.add_row("budget achieved", f"{summary['budget_achieved']:.1%}")
+    return t
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("curate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("curate")
     @cli_errors
-    def _cmd() -> None:
-        """Not built yet."""
-        raise NotBuiltYet("'dynacure curate' is part of the design but not implemented in this version")
+    def curate_cmd(
+        corpus: Path = typer.Argument(..., help="Corpus file or folder."),
+        strategy: str = typer.Option(..., "--strategy", "-s", help="Strategy: random, heuristic, ..."),
+        budget: float = typer.Option(..., "--budget", "-b", help="Share of pool tokens to keep, (0, 1]."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (curated corpus + manifest)."),
+        attributes: Path | None = typer.Option(None, "--attributes", help="Stored attribute tables."),
+        target: Path | None = typer.Option(None, "--target", help="Target/holdout corpus (dsir/color/ica)."),
+        seed: int = typer.Option(0, "--seed"),
+        weights: str | None = typer.Option(None, "--weights", help="Reward weights, e.g. 0.5,0.3,0.2."),
+        redact_pii: bool = typer.Option(False, "--redact-pii", help="Redact PII in the kept documents."),
+        learner: Path | None = typer.Option(None, "--learner", help="Saved learner (prior for color/ica)."),
+        param: list[str] = typer.Option([], "--param", help="Strategy parameter KEY=VALUE (JSON value)."),
+    ) -> None:
+        """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
+        from dynacure.selectors import selector_class
+        from dynacure.selectors.budget import check_budget
+        from dynacure.selectors.curate import curate
+        from dynacure.selectors.reward import RewardWeights
+
+        # Refuse bad input before any work (the library checks again).
+        check_budget(budget)
+        selector_class(strategy)
+        rw = RewardWeights.parse(weights) if weights is not None else None
+        params = _parse_params(param)
+        model = None
+        if learner is not None:
+            from dynacure.learners import load_learner
+
+            model = load_learner(learner)
+        console = Console(stderr=True)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=console, transient=True) as prog:
+            task = prog.add_task("reading", total=None)
+
+            def progress(stage: str, done: int, total: int) -> None:
+                prog.update(task, description=f"{stage}: {done:,} records" if stage == "read" else stage)
+
+            result = curate(corpus, out, strategy, budget, attributes=attributes, target=target,
+                            seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
+                            progress=progress)
+        Console().print(summary_table(result.summary))
+        Console().print(f"curated corpus, manifest.parquet and summary.json in {out}")

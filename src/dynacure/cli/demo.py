@@ -1,15 +1,47 @@
-"""`dynacure demo`: not built yet (see the issue that owns it)."""
+"""`dynacure demo`: the whole loop on the built-in generated corpus, ending with an HTML report."""
 
 from __future__ import annotations
 
-import typer
+import time
+from pathlib import Path
 
-from dynacure.cli.errors import NotBuiltYet, cli_errors
+import typer
+from rich.console import Console
+
+from dynacure.cli.errors import cli_errors
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("demo")
     @cli_errors
-    def _cmd() -> None:
-        """Not built yet."""
-        raise NotBuiltYet("'dynacure demo' is part of the design but not implemented in this version")
+    def demo_cmd(
+        out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the runs and the report."),
+        policy: str = typer.Option("ppo", "--policy", help="The learned policy: ppo or bandit."),
+        docs: int = typer.Option(1200, "--docs", help="Documents in the generated corpus."),
+        seed: int = typer.Option(0, "--seed"),
+    ) -> None:
+        """Generate a corpus, score it, curate with B0/B1/B2 and an RL policy, train, evaluate, report."""
+        import torch
+
+        from dynacure.cli.experiment import RichEvents, progress_bar, summary_table
+        from dynacure.experiments.demo import demo_config
+        from dynacure.experiments.runner import run_experiment
+        from dynacure.report.html import build_report
+
+        torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+        cfg = demo_config(n_docs=docs, policy=policy, seed=seed)
+        console = Console(stderr=True)
+        console.print("[bold]dynacure demo[/]: generated corpus -> scores -> B0 random, B1 heuristic, "
+                      f"B2 classifier, RL {policy} -> a small GPT per strategy at equal tokens -> "
+                      "toxicity + perplexity -> report")
+        t0 = time.perf_counter()
+        with progress_bar(console) as progress:
+            ev = RichEvents(progress, console)
+            results = run_experiment(cfg, out, events=ev.events(in_process=True), workers=1)
+            task = progress.add_task("writing the report", total=None)
+            report = build_report(out, out / "report.html")
+            progress.update(task, total=1, completed=1)
+        console.print(summary_table(results))
+        console.print(f"finished in {time.perf_counter() - t0:.0f}s")
+        console.print(f"report: [bold]{report.resolve()}[/]")
+        typer.echo(str(report.resolve()))

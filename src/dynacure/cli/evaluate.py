@@ -1,15 +1,144 @@
-"""`dynacure evaluate`: not built yet (see the issue that owns it)."""
+"""`dynacure evaluate MODEL_DIR`: run evaluation suites on a saved learner; every figure with its interval."""
 
 from __future__ import annotations
 
-import typer
+import json
+from pathlib import Path
+from typing import Any
 
-from dynacure.cli.errors import NotBuiltYet, cli_errors
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dynacure.cli.errors import cli_errors
+
+console = Console()
+
+# Which suites each shorthand option applies to (an option only goes to the suites that are run).
+_SHORTHANDS = {
+    "max_prompts": ("toxicity", "refusal"),
+    "samples": ("toxicity",),
+    "max_tokens": ("perplexity",),
+}
+_MAX_ITEMS = {"preference": "max_pairs", "truthfulqa": "max_questions", "bbq": "max_items"}
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def build_options(names: list[str], *, max_prompts: int | None, samples: int | None, max_tokens: int | None,
+                  max_items: int | None, data_dir: Path | None, prompts: Path | None, force_refusal: bool,
+                  extra: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-suite options from the CLI flags and ``--option suite.key=value`` pairs."""
+    opts: dict[str, dict[str, Any]] = {n: {} for n in names}
+    given = {"max_prompts": max_prompts, "samples": samples, "max_tokens": max_tokens}
+    for key, suites in _SHORTHANDS.items():
+        if given[key] is not None:
+            for s in suites:
+                if s in opts:
+                    opts[s][key] = given[key]
+    if max_items is not None:
+        for s, key in _MAX_ITEMS.items():
+            if s in opts:
+                opts[s][key] = max_items
+    if data_dir is not None:
+        for s in opts:
+            opts[s]["data_dir"] = str(data_dir)
+    if prompts is not None:
+        if "toxicity" not in opts:
+            raise ValueError("--prompts is for the toxicity suite, which is not selected")
+        opts["toxicity"]["prompts_file"] = str(prompts)
+    if force_refusal and "refusal" in opts:
+        opts["refusal"]["force"] = True
+    for item in extra:
+        key, sep, raw = item.partition("=")
+        suite, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--option {item!r}: expected SUITE.KEY=VALUE "
+                             "(e.g. perplexity.corpora='[\"ptb\"]')")
+        if suite not in opts:
+            raise ValueError(f"--option {item!r}: suite {suite!r} is not selected")
+        opts[suite][name] = _parse_value(raw)
+    return {k: v for k, v in opts.items() if v}
+
+
+def _fmt(est: dict[str, Any]) -> str:
+    return f"{est['value']:.4g} [{est['low']:.4g}, {est['high']:.4g}] (n={est['n']})"
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("evaluate")
     @cli_errors
-    def _cmd() -> None:
-        """Not built yet."""
-        raise NotBuiltYet("'dynacure evaluate' is part of the design but not implemented in this version")
+    def evaluate(
+        model_dir: Path = typer.Argument(..., help="a saved learner folder (TinyGPT or Hugging Face)"),
+        suite: str = typer.Option("toxicity,perplexity", "--suite", "-s",
+                                  help="comma-separated: toxicity, perplexity, preference, truthfulqa, bbq, "
+                                       "winogender, refusal"),
+        out: Path = typer.Option(Path("results.json"), "--out", "-o", help="results file (JSON)"),
+        max_prompts: int = typer.Option(None, "--max-prompts", help="toxicity/refusal: prompts per kind"),
+        samples: int = typer.Option(None, "--samples",
+                                    help="toxicity: continuations per prompt (default 25)"),
+        max_tokens: int = typer.Option(None, "--max-tokens", help="perplexity: words of each test corpus"),
+        max_items: int = typer.Option(None, "--max-items",
+                                      help="preference pairs per subset / TruthfulQA questions / BBQ items"),
+        prompts: Path = typer.Option(None, "--prompts", help="toxicity: JSONL prompt file (prompt, kind)"),
+        judge_dir: Path = typer.Option(None, "--judge-dir",
+                                       help="folder holding the trained judge model (default: model_dir())"),
+        data_dir: Path = typer.Option(None, "--data-dir", help="public datasets (default ../shared/data)"),
+        force_refusal: bool = typer.Option(
+            False, "--force-refusal", help="run refusal even on a learner that does not follow instructions"),
+        option: list[str] = typer.Option([], "--option", help="SUITE.KEY=VALUE (JSON value), repeatable"),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option(None, "--device", help="cpu / cuda (default: best available)"),
+    ) -> None:
+        """Evaluate a saved learner: toxicity of its continuations (RealToxicityPrompts protocol), held-out
+        perplexity, HH-RLHF preference accuracy, TruthfulQA, BBQ/Winogender bias and refusal; each figure
+        with a bootstrap 95% interval. Writes the results JSON and run.json beside it."""
+        from dynacure.evaluation.judge import default_judge
+        from dynacure.evaluation.suites import parse_suite_names, run_suites
+        from dynacure.io.atomic import write_json_atomic
+        from dynacure.learners import load_learner
+        from dynacure.runinfo import seed_everything, write_run_info
+
+        names = parse_suite_names(suite)
+        options = build_options(names, max_prompts=max_prompts, samples=samples, max_tokens=max_tokens,
+                                max_items=max_items, data_dir=data_dir, prompts=prompts,
+                                force_refusal=force_refusal, extra=option)
+        seed_everything(seed)
+        judge = default_judge(judge_dir) if "toxicity" in names else None
+        learner = load_learner(model_dir, device=device)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=False) as bar:
+            tasks = {n: bar.add_task(n, total=None) for n in names}
+
+            def progress(name: str, done: int, total: int) -> None:
+                bar.update(tasks[name], completed=done, total=total)
+
+            def finished(name: str, _res: dict[str, Any]) -> None:
+                t = bar.tasks[tasks[name]]
+                bar.update(tasks[name], completed=t.total or 1, total=t.total or 1)
+
+            results = run_suites(learner, names, seed=seed, options=options, judge=judge, progress=progress,
+                                 on_suite=finished)
+        results["model"] = str(Path(model_dir).resolve())
+        results["options"] = options
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out, results)
+        write_run_info(out.parent, command="evaluate", config={"model": results["model"], "suites": names,
+                                                                "options": options, "out": str(out)},
+                       seed=seed, extra={"data_files": results["data_files"]})
+        table = Table(title=f"Evaluation of {model_dir}")
+        for col in ("suite", "metric", "value [95% interval] (n)"):
+            table.add_column(col)
+        for name, res in results["suites"].items():
+            if res["skipped"]:
+                table.add_row(name, "skipped", res["skipped"])
+            for metric, est in res["metrics"].items():
+                table.add_row(name, metric, _fmt(est))
+        console.print(table)
+        console.print(f"results written to {out}")

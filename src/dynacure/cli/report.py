@@ -1,15 +1,28 @@
-"""`dynacure report`: not built yet (see the issue that owns it)."""
+"""`dynacure report RUNS --out report.html`: a static, self-contained HTML page of an experiment."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from dynacure.cli.errors import NotBuiltYet, cli_errors
+import typer
+from rich.console import Console
+
+from dynacure.cli.errors import cli_errors
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("report")
     @cli_errors
-    def _cmd() -> None:
-        """Not built yet."""
-        raise NotBuiltYet("'dynacure report' is part of the design but not implemented in this version")
+    def report_cmd(
+        runs: Path = typer.Argument(
+            ..., help="RUNS folder written by `dynacure experiment` or `dynacure demo`."
+        ),
+        out: Path | None = typer.Option(None, "--out", "-o", help="HTML file (default RUNS/report.html)."),
+    ) -> None:
+        """Plots and tables (with intervals) of an experiment's results as one HTML file."""
+        from dynacure.report.html import build_report
+
+        console = Console(stderr=True)
+        with console.status("rendering the report"):
+            path = build_report(runs, out)
+        console.print(f"report: [bold]{path}[/]")

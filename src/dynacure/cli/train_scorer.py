@@ -1,15 +1,98 @@
-"""`dynacure train-scorer`: not built yet (see the issue that owns it)."""
+"""`dynacure train-scorer`: train our learned scorers and write them (with held-out metrics) to a model dir.
+
+``--which`` picks among ngram (reward n-gram toxicity), minilm (reward MiniLM head), judge (evaluation
+judge, judge rows only) and alignment (HH-RLHF pairwise proxy). Each model folder holds safetensors
+weights and a meta.json with its held-out figures; a summary ``train_scorer.json`` lists them all.
+"""
 
 from __future__ import annotations
 
-import typer
+import logging
+import time
+from pathlib import Path
+from typing import Any
 
-from dynacure.cli.errors import NotBuiltYet, cli_errors
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from dynacure.cli.errors import cli_errors
+
+log = logging.getLogger(__name__)
+CHOICES = ("ngram", "minilm", "judge", "alignment")
+
+
+def parse_which(which: str) -> list[str]:
+    items = [w.strip() for w in which.split(",") if w.strip()]
+    bad = [w for w in items if w not in CHOICES]
+    if bad or not items:
+        raise ValueError(f"--which: unknown scorer(s) {', '.join(bad) or '(none)'}; "
+                         f"choose from {', '.join(CHOICES)}")
+    return items
+
+
+def train_scorers(data_dir: Path, out: Path, which: list[str], seed: int,
+                  evaluate: bool = True) -> dict[str, Any]:
+    """Train the chosen scorers into ``out``; returns {name: {path, seconds, heldout}}."""
+    from dynacure.io.atomic import write_json_atomic
+    from dynacure.runinfo import seed_everything
+    from dynacure.signals import alignment, models, toxicity
+
+    if not data_dir.exists():
+        raise FileNotFoundError(f"{data_dir}: data directory not found (pass --data-dir ../shared/data)")
+    seed_everything(seed)
+    summary: dict[str, Any] = {}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+        for name in which:
+            task = progress.add_task(f"training {name}", total=None)
+            t0 = time.time()
+            model: Any
+            if name == "ngram":
+                model = toxicity.train_ngram("reward", data_dir, seed=seed, evaluate=evaluate)
+                path = model.save(out / models.TOXICITY_NGRAM)
+            elif name == "minilm":
+                model = toxicity.train_minilm("reward", data_dir, seed=seed, cache_dir=out / "embed_cache",
+                                              evaluate=evaluate)
+                path = model.save(out / models.TOXICITY_MINILM)
+            elif name == "judge":
+                model = toxicity.train_judge(data_dir, seed=seed, evaluate=evaluate)
+                path = model.save(out / models.JUDGE)
+            else:
+                model = alignment.train_alignment(data_dir, seed=seed, evaluate=evaluate)
+                path = model.save(out / models.ALIGNMENT)
+            summary[name] = {"path": str(path), "seconds": round(time.time() - t0, 1),
+                             "heldout": model.meta.get("heldout")}
+            progress.update(task, description=f"trained {name} in {time.time() - t0:.0f}s", completed=1,
+                            total=1)
+    write_json_atomic(out / "train_scorer.json",
+                      {"format_version": 1, "seed": seed, "data_dir": str(data_dir), "scorers": summary})
+    return summary
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-scorer", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command("train-scorer")
     @cli_errors
-    def _cmd() -> None:
-        """Not built yet."""
-        raise NotBuiltYet("'dynacure train-scorer' is part of the design but not implemented in this version")
+    def _cmd(
+        data_dir: Path = typer.Option(None, "--data-dir", help="Public datasets folder (../shared/data)."),
+        out: Path = typer.Option(None, "--out", help="Model directory (default: dynacure model_dir())."),
+        which: str = typer.Option(",".join(CHOICES), "--which",
+                                  help="Comma list: ngram,minilm,judge,alignment"),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        no_eval: bool = typer.Option(False, "--no-eval", help="Skip the held-out evaluation."),
+    ) -> None:
+        """Train the learned scorers (reward toxicity, judge, alignment) with held-out metrics."""
+        import torch
+
+        from dynacure.io.public_data import default_data_dir
+        from dynacure.signals.models import model_dir
+
+        torch.set_num_threads(1)  # the machine is shared; MiniLM encoding is the only torch work here
+        chosen = parse_which(which)
+        summary = train_scorers(data_dir or default_data_dir(), out or model_dir(), chosen, seed,
+                                evaluate=not no_eval)
+        for name, info in summary.items():
+            typer.echo(f"{name}: {info['path']} ({info['seconds']}s)")
+            for bench, res in (info.get("heldout") or {}).items():
+                if isinstance(res, dict) and "auroc" in res:
+                    typer.echo(f"  {bench}: AUROC {res['auroc']:.3f}  macro-F1 {res['macro_f1']:.3f}")
+                elif isinstance(res, dict) and "pairwise_accuracy" in res:
+                    typer.echo(f"  {bench}: pairwise accuracy {res['pairwise_accuracy']:.3f} (n={res['n']})")

@@ -1,0 +1,189 @@
+"""What the scoring engines share: signal checks, batched scoring, shard outputs, done-markers, summary.
+
+Both engines (``local``: a process pool; ``ray``: Ray Data ``map_batches``) run the same per-shard code
+here, so they write byte-identical attribute tables: ``ATTRS/<signal>/<shard>.parquet`` via
+``dynacure.io.attributes.write_attribute_shard``, then the marker ``ATTRS/<signal>/_done/<shard>.json``.
+The marker is written after the table and atomically, so a shard with a marker is whole, and a rerun skips
+it (resume at shard granularity). Markers sit inside the signal's folder, not in a top-level ``ATTRS/_done``,
+because ``signals_in`` takes every top-level folder of ATTRS for a signal (``read_attributes`` only globs
+``*.parquet`` one level down). A marker records the signal's keyword arguments; resuming into a folder
+scored with other arguments is refused before any work, since it would mix two configurations in one table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dynacure.io.atomic import write_json_atomic
+from dynacure.io.attributes import write_attribute_shard
+from dynacure.signals.base import Signal, available_signals
+
+log = logging.getLogger(__name__)
+
+MARKER_FORMAT_VERSION = 1
+DONE_DIR = "_done"
+QUARANTINE_FILE = "quarantine.jsonl"
+
+
+@dataclass
+class ScoreSummary:
+    """What one ``score_corpus`` call did (also written into ``ATTRS/run.json``)."""
+
+    engine: str
+    attrs_dir: str
+    signals: list[str]
+    n_shards: int = 0
+    n_docs: int = 0
+    n_read: int = 0
+    n_quarantined: int = 0
+    quarantine_counts: dict[str, int] = field(default_factory=dict)
+    scored_docs: dict[str, int] = field(default_factory=dict)  # newly scored this run, per signal
+    skipped_shards: dict[str, int] = field(default_factory=dict)  # already done (resumed), per signal
+    seconds: dict[str, float] = field(default_factory=dict)  # time inside each signal's score()
+    wall_seconds: float = 0.0
+    signal_params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def docs_per_second(self) -> float:
+        scored = max(self.scored_docs.values(), default=0)
+        return scored / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def parse_signal_names(signals: str | Sequence[str]) -> list[str]:
+    """``"quality,pii"`` or a list -> checked, de-duplicated names; unknown names fail before any work."""
+    raw = signals.split(",") if isinstance(signals, str) else list(signals)
+    names = list(dict.fromkeys(n.strip() for n in raw if n.strip()))
+    if not names:
+        raise ValueError("no signals given; available: " + ", ".join(available_signals()))
+    known = available_signals()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown signal(s) {', '.join(repr(u) for u in unknown)}; "
+                         f"available: {', '.join(known)}")
+    return names
+
+
+def check_signal_kwargs(names: Sequence[str], signal_kwargs: Mapping[str, Mapping[str, Any]] | None
+                        ) -> dict[str, dict[str, Any]]:
+    kwargs = {k: dict(v) for k, v in (signal_kwargs or {}).items()}
+    extra = sorted(set(kwargs) - set(names))
+    if extra:
+        raise ValueError(f"signal_kwargs for signals not being scored: {', '.join(extra)}")
+    for name, kw in kwargs.items():
+        try:
+            json.dumps(kw, sort_keys=True)
+        except TypeError as exc:
+            raise ValueError(f"signal_kwargs[{name!r}] must be JSON-serialisable (it is recorded): "
+                             f"{exc}") from None
+    return {n: kwargs.get(n, {}) for n in names}
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    h = hashlib.sha1()
+    for i in ids:
+        h.update(i.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def marker_path(attrs_dir: str | Path, signal: str, shard: str) -> Path:
+    return Path(attrs_dir) / signal / DONE_DIR / f"{shard}.json"
+
+
+def read_marker(attrs_dir: str | Path, signal: str, shard: str) -> dict[str, Any] | None:
+    path = marker_path(attrs_dir, signal, shard)
+    if not path.exists():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:  # cannot happen with atomic writes; treat as not done
+        log.warning("%s: unreadable done-marker (%s); shard will be rescored", path, exc)
+        return None
+    if marker.get("format_version") != MARKER_FORMAT_VERSION:
+        raise ValueError(f"{path}: field format_version is {marker.get('format_version')!r}, this dynacure "
+                         f"writes {MARKER_FORMAT_VERSION}; score into a new folder")
+    return marker
+
+
+def check_resume_compatible(attrs_dir: str | Path, names: Sequence[str],
+                            kwargs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse to resume into a folder whose markers were written with other signal arguments."""
+    for name in names:
+        folder = Path(attrs_dir) / name / DONE_DIR
+        first = next(iter(sorted(folder.glob("*.json"))), None) if folder.exists() else None
+        if first is None:
+            continue
+        marker = read_marker(attrs_dir, name, first.stem)
+        if marker is not None and marker.get("kwargs") != dict(kwargs[name]):
+            raise ValueError(f"{first}: signal {name!r} was scored here with arguments "
+                             f"{marker.get('kwargs')}, now {dict(kwargs[name])}; use a new output folder or "
+                             f"remove {Path(attrs_dir) / name}")
+
+
+def shard_is_done(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[str]) -> bool:
+    marker = read_marker(attrs_dir, signal, shard)
+    if marker is None:
+        return False
+    if marker.get("n_docs") != len(ids) or marker.get("ids_sha1") != ids_digest(ids):
+        log.warning("%s/%s: the corpus shard changed since it was scored; scoring it again", signal, shard)
+        return False
+    table = Path(attrs_dir) / signal / f"{shard}.parquet"
+    return table.exists() or len(ids) == 0
+
+
+def score_texts(signal: Signal, texts: list[str]) -> dict[str, np.ndarray]:
+    """Score in batches of the signal's declared batch size; check every column's length and name."""
+    size = max(1, int(signal.resources.batch_size))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(texts), size):
+        chunk = texts[start:start + size]
+        cols = signal.score(chunk)
+        missing = set(signal.columns) - set(cols)
+        if missing:
+            raise ValueError(f"signal {signal.name!r} did not return column(s) {sorted(missing)}")
+        for c in signal.columns:
+            arr = np.asarray(cols[c])
+            if arr.shape[:1] != (len(chunk),):
+                raise ValueError(f"signal {signal.name!r} column {c!r}: {arr.shape[:1]} values for "
+                                 f"{len(chunk)} texts")
+            parts.setdefault(c, []).append(arr)
+    return {c: np.concatenate(v) for c, v in parts.items()}
+
+
+def write_shard_outputs(attrs_dir: str | Path, signal_name: str, shard: str, ids: list[str],
+                        columns: Mapping[str, np.ndarray] | None, seconds: float,
+                        kwargs: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """The attribute table (unless the shard has no documents), then its done-marker: in that order."""
+    if ids:
+        assert columns is not None
+        write_attribute_shard(attrs_dir, signal_name, shard, ids, columns)
+    write_json_atomic(marker_path(attrs_dir, signal_name, shard), {
+        "format_version": MARKER_FORMAT_VERSION, "signal": signal_name, "shard": shard, "n_docs": len(ids),
+        "ids_sha1": ids_digest(ids), "kwargs": dict(kwargs), "params": json_safe(dict(params)),
+        "seconds": round(seconds, 4),
+    })
+
+
+def score_shard(signal: Signal, signal_name: str, attrs_dir: str | Path, shard: str, ids: list[str],
+                texts: list[str], kwargs: Mapping[str, Any]) -> float:
+    """Score one shard with one signal and write its outputs; returns the seconds spent in ``score``."""
+    t0 = time.perf_counter()
+    columns = score_texts(signal, texts) if texts else None
+    seconds = time.perf_counter() - t0
+    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, signal.params())
+    return seconds
+
+
+def json_safe(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))

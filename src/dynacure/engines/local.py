@@ -1,0 +1,242 @@
+"""Local scoring engine: stream corpus shards through a process pool of signal workers.
+
+The main process reads shards (``dynacure.io.readers.iter_shards``), skips (shard, signal) pairs that an
+earlier run finished, and hands the rest to a ``ProcessPoolExecutor`` (spawn context: no forked copies of
+loaded models or threads). Each worker builds each signal once and keeps it for every shard it scores; it
+writes the attribute table and then the done-marker itself, so only ids and texts cross process borders.
+At most ``2 * workers`` shards are in flight, which bounds memory by shard size, not corpus size.
+``workers <= 1`` runs the same code in this process (no pool), which tests and small corpora prefer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from dynacure.engines.common import (
+    QUARANTINE_FILE,
+    ScoreSummary,
+    check_resume_compatible,
+    check_signal_kwargs,
+    json_safe,
+    parse_signal_names,
+    score_shard,
+    shard_is_done,
+)
+from dynacure.io.quarantine import Quarantine
+from dynacure.io.readers import CORPUS_MANIFEST, ReadStats, iter_shards, list_data_files
+from dynacure.runinfo import write_run_info
+from dynacure.signals.base import Signal, get_signal
+
+log = logging.getLogger(__name__)
+
+# One cache per worker process: each signal (per keyword arguments) is built once and reused.
+_WORKER_SIGNALS: dict[str, Signal] = {}
+
+
+def _signal_for(cache: dict[str, Signal], name: str, kwargs: Mapping[str, Any]) -> Signal:
+    key = f"{name}\x00{json.dumps(dict(kwargs), sort_keys=True)}"
+    sig = cache.get(key)
+    if sig is None:
+        sig = get_signal(name, **kwargs)
+        cache[key] = sig
+    return sig
+
+
+def _worker_init() -> None:
+    # Workers share 2-16 cores with each other: one BLAS/torch thread each avoids oversubscription.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _run_job(attrs_dir: str, shard: str, ids: list[str], texts: list[str], todo: list[str],
+             kwargs: dict[str, dict[str, Any]], cache: dict[str, Signal] | None = None) -> dict[str, Any]:
+    """Score one shard with each signal in ``todo``; write tables and markers. Runs in a worker."""
+    cache = _WORKER_SIGNALS if cache is None else cache
+    seconds: dict[str, float] = {}
+    params: dict[str, Any] = {}
+    for name in todo:
+        sig = _signal_for(cache, name, kwargs[name])
+        try:
+            seconds[name] = score_shard(sig, name, attrs_dir, shard, ids, texts, kwargs[name])
+        except Exception as exc:
+            exc.add_note(f"while scoring {shard} with signal {name!r}")
+            raise
+        params[name] = json_safe(sig.params())
+    return {"shard": shard, "n_docs": len(ids), "seconds": seconds, "params": params}
+
+
+class _Runner:
+    """Runs jobs inline (``workers <= 1``) or on a spawn process pool with bounded in-flight work."""
+
+    def __init__(self, workers: int, attrs_dir: str, kwargs: dict[str, dict[str, Any]]) -> None:
+        self.attrs_dir = attrs_dir
+        self.kwargs = kwargs
+        self.inline = workers <= 1
+        self.max_in_flight = max(2, 2 * workers)
+        self.pool: cf.ProcessPoolExecutor | None = None
+        self.cache: dict[str, Signal] = {}  # inline mode: built once per run
+        if not self.inline:
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+        self.pending: set[cf.Future[dict[str, Any]]] = set()
+
+    def submit(self, shard: str, ids: list[str], texts: list[str],
+               todo: list[str]) -> Iterator[dict[str, Any]]:
+        """Start a job; yields the results of jobs that finished (waiting while too many are in flight)."""
+        if self.inline:
+            yield _run_job(self.attrs_dir, shard, ids, texts, todo, self.kwargs, self.cache)
+            return
+        assert self.pool is not None
+        while len(self.pending) >= self.max_in_flight:
+            yield from self._collect(cf.FIRST_COMPLETED)
+        self.pending.add(self.pool.submit(_run_job, self.attrs_dir, shard, ids, texts, todo, self.kwargs))
+        yield from self._collect(None)
+
+    def _collect(self, how: str | None) -> Iterator[dict[str, Any]]:
+        if how is None:
+            done = {f for f in self.pending if f.done()}
+        else:
+            done, _ = cf.wait(self.pending, return_when=how)
+        for fut in done:
+            self.pending.discard(fut)
+            yield fut.result()  # re-raises a worker's error here, with its note
+
+    def drain(self) -> Iterator[dict[str, Any]]:
+        while self.pending:
+            yield from self._collect(cf.FIRST_COMPLETED)
+
+    def close(self, failed: bool) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=failed)
+            self.pool = None
+
+
+def corpus_doc_count(corpus_path: str | Path) -> int | None:
+    """Documents in a corpus folder per its ``corpus.json`` (for the progress bar); None if unknown."""
+    manifest = Path(corpus_path) / CORPUS_MANIFEST
+    try:
+        n = json.loads(manifest.read_text(encoding="utf-8")).get("n_docs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(n) if isinstance(n, int) else None
+
+
+@contextmanager
+def shard_progress(enabled: bool, total: int | None, label: str) -> Iterator[Callable[[str, int], None]]:
+    """A Rich progress bar over documents, advanced per finished shard; a no-op when disabled."""
+    if not enabled:
+        yield lambda shard, n: None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("docs"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
+        task = prog.add_task(label, total=total)
+
+        def advance(shard: str, n: int) -> None:
+            prog.update(task, advance=n, description=f"{label} {shard}")
+
+        yield advance
+
+
+def prepare(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_dir: str | Path,
+            shard_size: int, signal_kwargs: Mapping[str, Mapping[str, Any]] | None
+            ) -> tuple[list[str], dict[str, dict[str, Any]], Path]:
+    """Every check that can fail before work starts: signal names, arguments, corpus, resume folder."""
+    names = parse_signal_names(signal_names)
+    kwargs = check_signal_kwargs(names, signal_kwargs)
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, not {shard_size}")
+    list_data_files(corpus_path)  # FileNotFoundError/ValueError naming the corpus path
+    attrs = Path(attrs_dir)
+    check_resume_compatible(attrs, names, kwargs)
+    attrs.mkdir(parents=True, exist_ok=True)
+    return names, kwargs, attrs
+
+
+def finish(summary: ScoreSummary, stats: ReadStats, quar: Quarantine, started: float, corpus_path: str | Path,
+           shard_size: int, workers: int, kwargs: dict[str, dict[str, Any]]) -> ScoreSummary:
+    summary.n_shards = stats.n_shards
+    summary.n_docs = stats.n_kept
+    summary.n_read = stats.n_read
+    summary.n_quarantined = quar.total
+    summary.quarantine_counts = quar.counts()
+    summary.wall_seconds = time.perf_counter() - started
+    config = {"corpus": str(corpus_path), "signals": summary.signals, "engine": summary.engine,
+              "shard_size": shard_size, "workers": workers, "signal_kwargs": kwargs}
+    write_run_info(summary.attrs_dir, "score", config, seed=None, extra={"summary": summary.to_dict()})
+    return summary
+
+
+def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_dir: str | Path,
+                 shard_size: int = 10000, workers: int = 2,
+                 signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+                 progress: bool = True) -> ScoreSummary:
+    """Score every document of ``corpus_path`` with each signal into ``attrs_dir`` (resumable).
+
+    Writes ``ATTRS/<signal>/<shard>.parquet``, ``ATTRS/<signal>/_done/<shard>.json``,
+    ``ATTRS/quarantine.jsonl`` (records the reader could not use) and ``ATTRS/run.json``.
+    """
+    names, kwargs, attrs = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs)
+    summary = ScoreSummary(engine="local", attrs_dir=str(attrs), signals=names,
+                           scored_docs=dict.fromkeys(names, 0), skipped_shards=dict.fromkeys(names, 0),
+                           seconds=dict.fromkeys(names, 0.0))
+    stats = ReadStats()
+    started = time.perf_counter()
+    runner = _Runner(workers, str(attrs), kwargs)
+    failed = True
+
+    def record(res: dict[str, Any], advance: Callable[[str, int], None]) -> None:
+        for name, sec in res["seconds"].items():
+            summary.seconds[name] += sec
+            summary.scored_docs[name] += res["n_docs"]
+        summary.signal_params.update(res["params"])
+        advance(res["shard"], res["n_docs"])
+
+    with Quarantine(attrs / QUARANTINE_FILE) as quar, \
+            shard_progress(progress, corpus_doc_count(corpus_path), "scoring") as advance:
+        try:
+            for shard in iter_shards(corpus_path, shard_size=shard_size, quarantine=quar, stats=stats):
+                ids = [d.id for d in shard.docs]
+                todo = [n for n in names if not shard_is_done(attrs, n, shard.name, ids)]
+                for n in names:
+                    if n not in todo:
+                        summary.skipped_shards[n] += 1
+                if not todo:
+                    advance(shard.name, len(ids))
+                    continue
+                texts = [d.text for d in shard.docs]
+                for res in runner.submit(shard.name, ids, texts, todo):
+                    record(res, advance)
+            for res in runner.drain():
+                record(res, advance)
+            failed = False
+        finally:
+            runner.close(failed)
+    return finish(summary, stats, quar, started, corpus_path, shard_size, workers, kwargs)
+
+
+__all__ = ["score_corpus", "ScoreSummary", "prepare", "shard_progress", "corpus_doc_count"]

@@ -1,0 +1,309 @@
+"""The experiment config: what to compare (strategies x seeds x budgets x reward weights) on which corpus,
+with which learner and which evaluation suites. Loaded from TOML and checked before any work starts.
+
+A config names everything a results table needs to be reproduced; presets ship as package data
+(``dynacure/experiments/presets/<name>.toml``) and are loaded with :func:`load_preset`.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dynacure.config import ConfigError, StrictModel, load_toml, validate_config
+
+FORMAT_VERSION = 1
+
+# The strategies of the design (selectors layer + the loop's learned policies). Used when the selector
+# registry cannot be imported, so a typo is still refused before any work.
+DOCUMENTED_STRATEGIES = (
+    "random",
+    "heuristic",
+    "classifier",
+    "raft",
+    "dsir",
+    "color",
+    "ica",
+    "ppo",
+    "reinforce",
+    "bandit",
+)
+
+
+# Strategies whose selection does not read the composite reward: the weight axis does not apply to them.
+REWARD_FREE = frozenset({"random", "heuristic", "classifier", "dsir", "color", "ica"})
+
+
+def known_strategies() -> list[str]:
+    """Strategy names the selector registry knows (the loop registers its policies on import)."""
+    try:
+        from dynacure import selectors
+
+        lister = getattr(selectors, "available_selectors", None)
+        if lister is not None:
+            names = set(lister())
+            try:  # the learned policies register themselves when the loop package is imported
+                import dynacure.loop  # noqa: F401
+
+                names |= set(lister())
+            except ImportError:
+                pass
+            if names:
+                return sorted(names)
+    except ImportError:
+        pass
+    return list(DOCUMENTED_STRATEGIES)
+
+
+class DemoCorpusConfig(StrictModel):
+    """Parameters of the built-in generated corpus (``dynacure.io.demo_corpus``)."""
+
+    n_docs: int = Field(2000, ge=20, le=2_000_000)
+    toxic_share: float = Field(0.1, ge=0.0, le=1.0)
+    low_quality_share: float = Field(0.2, ge=0.0, le=1.0)
+    seed: int = 0
+
+
+class CorpusConfig(StrictModel):
+    """Where the raw documents come from: a file/folder, the generated demo corpus, or the public pool."""
+
+    kind: Literal["path", "demo", "pool"] = "demo"
+    path: Path | None = None  # kind = "path": a corpus file or folder readable by dynacure.io.readers
+    demo: DemoCorpusConfig = DemoCorpusConfig()
+    data_dir: Path | None = None  # kind = "pool": the public datasets folder (default: ../shared/data)
+    max_docs: int | None = Field(None, ge=10)  # keep a stable subsample of this many documents
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> CorpusConfig:
+        if self.kind == "path" and self.path is None:
+            raise ValueError("corpus.kind = 'path' needs corpus.path (a corpus file or folder)")
+        return self
+
+
+class ScoringConfig(StrictModel):
+    """The signals scored once per experiment into RUNS/attributes."""
+
+    signals: list[str] = Field(
+        default_factory=lambda: ["profanity", "quality", "toxicity_ngram", "alignment"], min_length=1
+    )
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-signal constructor arguments
+    # Train the reward scorer and the judge on disjoint generated data (needs no ../shared/data).
+    demo_models: bool = False
+    batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _params_for_known(self) -> ScoringConfig:
+        extra = sorted(set(self.params) - set(self.signals))
+        if extra:
+            raise ValueError(f"scoring.params names signals that are not in scoring.signals: {extra}")
+        return self
+
+
+class StrategyConfig(StrictModel):
+    """One selection strategy: its registry name, a label for tables (default: the name) and its params."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+WEIGHT_KEYS = ("safety", "alignment", "utility")
+
+
+class WeightSet(StrictModel):
+    """Weights of the composite reward ``w_s*safety + w_a*alignment + w_u*utility`` (each in [0, 1],
+    summing to 1, as ``dynacure.selectors.reward.RewardWeights`` requires)."""
+
+    name: str = "default"
+    safety: float = 0.5
+    alignment: float = 0.3
+    utility: float = 0.2
+
+    @model_validator(mode="after")
+    def _valid(self) -> WeightSet:
+        bad = [k for k in WEIGHT_KEYS if not (0.0 <= getattr(self, k) <= 1.0)]  # also refuses NaN
+        if bad:
+            raise ValueError(
+                f"reward weights of set {self.name!r} must be in [0, 1]; bad: "
+                + ", ".join(f"{k}={getattr(self, k)}" for k in bad)
+            )
+        total = sum(getattr(self, k) for k in WEIGHT_KEYS)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"reward weights of set {self.name!r} must sum to 1 (safety+alignment+utility), "
+                f"got {total:.6g}"
+            )
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(getattr(self, k)) for k in WEIGHT_KEYS}
+
+
+class LearnerConfig(StrictModel):
+    """The model every cell trains on its curated data, at the same number of tokens."""
+
+    preset: str = "nano"  # a TinyGPT preset name
+    hf_path: Path | None = None  # a local Hugging Face causal LM folder (overrides preset)
+    max_tokens: int = Field(20_000, ge=100)  # training budget in learner tokens, equal for every cell
+    device: str = "cpu"
+    batch_size: int | None = Field(None, ge=1)  # default: the preset's
+    lr: float | None = Field(None, gt=0.0)
+    params: dict[str, Any] = Field(default_factory=dict)  # passed to the training function
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "cpu" and not v.startswith("cuda") and v != "mps":
+            raise ValueError(f"learner.device must be 'cpu', 'cuda', 'cuda:N' or 'mps', not {v!r}")
+        return v
+
+
+class EvaluationConfig(StrictModel):
+    """Which suites to run on every trained learner, and how much of each."""
+
+    suites: list[str] = Field(default_factory=lambda: ["toxicity", "perplexity"], min_length=1)
+    max_prompts: int | None = Field(50, ge=1)
+    samples: int = Field(25, ge=1)  # continuations per toxicity prompt
+    max_new_tokens: int = Field(20, ge=1)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-suite extra options
+
+    @model_validator(mode="after")
+    def _options_for_known(self) -> EvaluationConfig:
+        extra = sorted(set(self.options) - set(self.suites))
+        if extra:
+            raise ValueError(f"evaluation.options names suites that are not in evaluation.suites: {extra}")
+        return self
+
+
+class ExperimentConfig(StrictModel):
+    """The comparison grid and everything shared by its cells."""
+
+    format_version: int = FORMAT_VERSION
+    name: str = "experiment"
+    corpus: CorpusConfig = CorpusConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    strategies: list[StrategyConfig] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    budgets: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
+    weights: list[WeightSet] = Field(default_factory=lambda: [WeightSet()], min_length=1)
+    learner: LearnerConfig = LearnerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    # Cells run in parallel processes; "auto" sizes the pool by cores (1 on a 2-core machine).
+    workers: int | Literal["auto"] = "auto"
+    # Clean target texts for DSIR / CoLoR / ICA / the loop's probes: how many to draw.
+    target_size: int = Field(200, ge=1)
+
+    @field_validator("format_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != FORMAT_VERSION:
+            raise ValueError(
+                f"format_version {v} is not supported by this dynacure (expects {FORMAT_VERSION})"
+            )
+        return v
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[float]) -> list[float]:
+        bad = [b for b in v if not (0.0 < b <= 1.0)]
+        if bad:
+            raise ValueError(f"every budget is a share of the pool's tokens in (0, 1]; bad: {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"budgets repeat: {v}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat: {v}")
+        if any(s < 0 for s in v):
+            raise ValueError(f"seeds must be >= 0: {v}")
+        return v
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("workers must be >= 1 or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExperimentConfig:
+        keys = [s.key for s in self.strategies]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"strategy labels repeat: {dup} (give each variant its own 'label')")
+        # A reward component with weight > 0 reads its signal's columns: refuse now, not mid-experiment.
+        needs = {"alignment": "alignment", "utility": "quality"}
+        uses_reward = any(st.name not in REWARD_FREE for st in self.strategies)
+        for ws in self.weights if uses_reward else []:
+            for comp, signal in needs.items():
+                if getattr(ws, comp) > 0 and signal not in self.scoring.signals:
+                    raise ValueError(
+                        f"reward weight set {ws.name!r} has {comp}={getattr(ws, comp)} but signal "
+                        f"{signal!r} is not in scoring.signals"
+                    )
+        names = [w.name for w in self.weights]
+        dupw = sorted({k for k in names if names.count(k) > 1})
+        if dupw:
+            raise ValueError(f"reward weight set names repeat: {dupw}")
+        return self
+
+    def resolved_workers(self, n_cells: int) -> int:
+        return resolve_workers(self.workers, n_cells)
+
+
+def resolve_workers(workers: int | str, n_cells: int) -> int:
+    """Size of the process pool: explicit, or one process per two cores (each keeps two torch threads);
+    a 2-core machine gets 1."""
+    if isinstance(workers, int):
+        return max(1, min(workers, n_cells))
+    cores = os.cpu_count() or 1
+    return max(1, min(cores // 2 if cores > 2 else 1, n_cells))
+
+
+def check_strategies(cfg: ExperimentConfig, origin: str = "<config>") -> None:
+    """Refuse unknown strategy names before any work, listing what exists."""
+    known = known_strategies()
+    unknown = [(i, s.name) for i, s in enumerate(cfg.strategies) if s.name not in known]
+    if unknown:
+        where = ", ".join(f"strategies.{i}.name = {n!r}" for i, n in unknown)
+        raise ConfigError(f"{origin}: unknown strategy: {where}; known strategies: {', '.join(known)}")
+
+
+def load_experiment_config(path: str | Path) -> ExperimentConfig:
+    cfg = load_toml(path, ExperimentConfig)
+    check_strategies(cfg, origin=str(path))
+    return cfg
+
+
+def experiment_config_from_dict(data: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
+    cfg = validate_config(data, ExperimentConfig, origin=origin)
+    check_strategies(cfg, origin=origin)
+    return cfg
+
+
+def preset_names() -> list[str]:
+    root = resources.files("dynacure.experiments") / "presets"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def preset_path(name: str) -> Path:
+    root = resources.files("dynacure.experiments") / "presets"
+    p = root / f"{name}.toml"
+    if not p.is_file():
+        raise ConfigError(f"unknown preset {name!r}; presets shipped: {', '.join(preset_names())}")
+    return Path(str(p))
+
+
+def load_preset(name: str) -> ExperimentConfig:
+    return load_experiment_config(preset_path(name))

@@ -1,0 +1,164 @@
+"""The one results table of an experiment: a row per cell x metric (value, low, high, n) with the cell's
+config, seed, versions and efficiency columns, written as RUNS/results.parquet and RUNS/results.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dynacure.io.atomic import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+RESULTS_FORMAT_VERSION = 1
+
+# Efficiency figures every cell records (seconds, shares, FLOPs); NaN where not estimable.
+EFFICIENCY_COLUMNS = (
+    "time_scoring_s",  # scoring the corpus: done once per experiment, shared by every cell
+    "time_selection_s",  # policy learning + selection of this cell
+    "time_training_s",
+    "time_evaluation_s",
+    "share_selected_tokens",  # share of the pool's whitespace tokens the strategy kept
+    "share_selected_docs",
+    "n_selected_docs",
+    "train_tokens",  # learner tokens actually trained on
+    "learner_params",
+    "train_flops",  # 6 * params * train_tokens
+    "curation_flops",  # model FLOPs spent deciding (policy learning, model-based scoring); NaN if unknown
+)
+
+SCHEMA = pa.schema(
+    [
+        ("experiment", pa.string()),
+        ("cell_id", pa.string()),
+        ("strategy", pa.string()),
+        ("strategy_name", pa.string()),
+        ("seed", pa.int64()),
+        ("budget", pa.float64()),
+        ("weights", pa.string()),
+        ("suite", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("low", pa.float64()),
+        ("high", pa.float64()),
+        ("n", pa.int64()),
+    ]
+    + [(c, pa.float64()) for c in EFFICIENCY_COLUMNS]
+    + [
+        ("params", pa.string()),  # JSON of the strategy's params
+        ("reward_weights", pa.string()),  # JSON {safety, alignment, utility}
+        ("config", pa.string()),  # JSON of the whole experiment config
+        ("versions", pa.string()),  # JSON of package versions
+    ]
+)
+
+
+def _f(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def cell_rows(cell_dir: Path, experiment: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of one finished cell (its metrics.json and run.json)."""
+    metrics = json.loads((cell_dir / "metrics.json").read_text())
+    run = json.loads((cell_dir / "run.json").read_text())
+    fv = metrics.get("format_version")
+    if fv != RESULTS_FORMAT_VERSION:
+        raise ValueError(
+            f"{cell_dir / 'metrics.json'}: format_version {fv!r}, this dynacure reads "
+            f"{RESULTS_FORMAT_VERSION}; rerun the cell (delete its DONE file)"
+        )
+    cell = metrics["cell"]
+    eff = metrics.get("efficiency", {})
+    base = {
+        "experiment": experiment,
+        "cell_id": cell_dir.name,
+        "strategy": cell["strategy"],
+        "strategy_name": cell["strategy_name"],
+        "seed": int(cell["seed"]),
+        "budget": float(cell["budget"]),
+        "weights": cell["weights_name"],
+        **{c: _f(eff.get(c)) for c in EFFICIENCY_COLUMNS},
+        "params": json.dumps(cell.get("params", {}), sort_keys=True, default=str),
+        "reward_weights": json.dumps(cell.get("weights", {}), sort_keys=True),
+        "config": json.dumps(config, sort_keys=True, default=str),
+        "versions": json.dumps(run.get("versions", {}), sort_keys=True),
+    }
+    rows = []
+    for suite, res in sorted(metrics.get("suites", {}).items()):
+        if res.get("skipped"):
+            continue
+        for name, est in sorted(res.get("metrics", {}).items()):
+            rows.append(
+                {
+                    **base,
+                    "suite": suite,
+                    "metric": name,
+                    "value": _f(est.get("value")),
+                    "low": _f(est.get("low")),
+                    "high": _f(est.get("high")),
+                    "n": int(est.get("n", 0)),
+                }
+            )
+    return rows
+
+
+def collect_results(runs: str | Path) -> pd.DataFrame:
+    """Gather every finished cell (those with DONE) into one table and write results.parquet/json."""
+    root = Path(runs)
+    exp_file = root / "experiment.json"
+    exp = json.loads(exp_file.read_text()) if exp_file.exists() else {}
+    name = exp.get("config", {}).get("name", root.name)
+    config = exp.get("config", {})
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, Any] = {}
+    cells_root = root / "cells"
+    for d in sorted(cells_root.iterdir()) if cells_root.exists() else []:
+        if not (d / "DONE").exists():
+            continue
+        rows.extend(cell_rows(d, name, config))
+        m = json.loads((d / "metrics.json").read_text())
+        skipped.update(
+            {f"{d.name}/{s}": r["skipped"] for s, r in m.get("suites", {}).items() if r.get("skipped")}
+        )
+    df = pd.DataFrame(rows, columns=SCHEMA.names)
+    table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
+    with atomic_path(root / "results.parquet") as tmp:
+        pq.write_table(table, tmp)
+    write_json_atomic(
+        root / "results.json",
+        {
+            "format_version": RESULTS_FORMAT_VERSION,
+            "experiment": name,
+            "columns": SCHEMA.names,
+            "skipped_suites": skipped,
+            "rows": json.loads(df.drop(columns=["config"]).to_json(orient="records")),
+        },
+    )
+    log.info("results: %d rows from %d cells", len(df), df["cell_id"].nunique() if len(df) else 0)
+    return df
+
+
+def read_results(runs: str | Path) -> pd.DataFrame:
+    path = Path(runs) / "results.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no results table (run `dynacure experiment` first)")
+    table = pq.read_table(path)
+    missing = [
+        c
+        for c in ("cell_id", "strategy", "metric", "value", "low", "high", "n")
+        if c not in table.column_names
+    ]
+    if missing:
+        raise ValueError(f"{path}: not a dynacure results table (missing columns {missing})")
+    return table.to_pandas()

@@ -1,0 +1,862 @@
+"""Runs an experiment: prepare the corpus, score it once, then for every cell of the grid select, train and
+evaluate; cells run in a process pool, each writes its folder atomically and a DONE marker last, so a
+re-run skips finished cells and redoes interrupted ones. Each stage is one small function.
+
+RUNS layout::
+
+    experiment.json             the config, corpus facts, scoring time (checked on resume)
+    corpus/                     the materialised corpus (demo / pool / subsample), or the user's path is used
+    models/                     demo-trained scorers and judge (scoring.demo_models)
+    attributes/<signal>/...     scores, once per experiment; attributes/DONE when complete
+    table.parquet               id, source, n_tokens, text + every attribute column (what selectors read)
+    documents.parquet           id, source, n_tokens, gold labels, toxicity_level (what reports read)
+    evaldata/                   target.jsonl (clean texts), prompts.jsonl / heldout.txt (demo evaluation)
+    tokenizer.json              one tokenizer for every cell (trained on the pool), so perplexities compare
+    cells/<cell_id>/            manifest.parquet, metrics.json, train_log.json, run.json, DONE
+    results.parquet, results.json
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import inspect
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dynacure.config import ConfigError
+from dynacure.experiments.cells import CELL_FILES, DONE, Cell, cell_dir, expand_grid, is_done
+from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
+from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
+from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from dynacure.io.document import count_tokens
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_FORMAT_VERSION = 1
+TOKENIZER_SAMPLE = 5000  # pool documents the shared tokenizer is trained on
+
+
+# ---- progress --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Events:
+    """Callbacks the CLI turns into Rich progress; the defaults only log."""
+
+    stage: Callable[[str], None] = lambda msg: log.info("%s", msg)
+    cells_total: Callable[[int, int], None] = lambda total, done: None  # (cells, already done)
+    cell_started: Callable[[str], None] = lambda cell_id: None
+    cell_finished: Callable[[str, float], None] = lambda cell_id, seconds: None
+    # (what, done, total) for evaluation units inside a cell; in-process runs only
+    detail: Callable[[str, int, int], None] = lambda what, done, total: None
+    inner_progress: bool = False  # let training draw its own Rich bar (in-process runs under a live display)
+
+
+# ---- the workspace -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def attrs(self) -> Path:
+        return self.root / "attributes"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "table.parquet"
+
+    @property
+    def documents(self) -> Path:
+        return self.root / "documents.parquet"
+
+    @property
+    def evaldata(self) -> Path:
+        return self.root / "evaldata"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer.json"
+
+    @property
+    def experiment(self) -> Path:
+        return self.root / "experiment.json"
+
+
+def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return json.loads(cfg.model_dump_json())
+
+
+# Config parts that may change between a run and its resume without changing any finished cell's meaning.
+_RESUME_FREE = ("workers",)
+
+
+def open_workspace(cfg: ExperimentConfig, runs: str | Path) -> Workspace:
+    """Create RUNS or check that it was made by the same experiment (a resume must not mix configs)."""
+    ws = Workspace(Path(runs))
+    ws.root.mkdir(parents=True, exist_ok=True)
+    cur = config_dict(cfg)
+    if ws.experiment.exists():
+        prev = json.loads(ws.experiment.read_text())
+        if prev.get("format_version") != EXPERIMENT_FORMAT_VERSION:
+            raise ConfigError(
+                f"{ws.experiment}: format_version {prev.get('format_version')!r}; this dynacure "
+                f"writes {EXPERIMENT_FORMAT_VERSION}: use a new RUNS folder"
+            )
+        old = {k: v for k, v in prev.get("config", {}).items() if k not in _RESUME_FREE}
+        new = {k: v for k, v in cur.items() if k not in _RESUME_FREE}
+        # Grid axes may grow (more seeds, strategies, budgets); what every cell shares may not change.
+        shared = ("corpus", "scoring", "learner", "evaluation", "target_size", "format_version")
+        changed = [k for k in shared if old.get(k) != new.get(k)]
+        if changed:
+            raise ConfigError(
+                f"{ws.root}: holds an experiment with a different {', '.join(changed)}; resume "
+                "with the same config or choose a new --out folder"
+            )
+        prev["config"] = cur
+        write_json_atomic(ws.experiment, prev)
+    else:
+        write_json_atomic(ws.experiment, {"format_version": EXPERIMENT_FORMAT_VERSION, "config": cur})
+    return ws
+
+
+def _update_experiment(ws: Workspace, **fields: Any) -> None:
+    info = json.loads(ws.experiment.read_text())
+    info.update(fields)
+    write_json_atomic(ws.experiment, info)
+
+
+def _experiment_info(ws: Workspace) -> dict[str, Any]:
+    return json.loads(ws.experiment.read_text())
+
+
+# ---- stage 1: corpus ---------------------------------------------------------------------------------------
+
+
+def _stable_subsample(docs: list, k: int | None, seed: int = 0) -> list:
+    if k is None or k >= len(docs):
+        return docs
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(docs), size=k, replace=False))
+    return [docs[i] for i in idx]
+
+
+def prepare_corpus(cfg: ExperimentConfig, ws: Workspace) -> Path:
+    """Materialise the corpus under RUNS/corpus (demo, pool or a subsample) or use the user's path."""
+    from dynacure.io.writers import read_corpus_manifest, write_corpus
+
+    c = cfg.corpus
+    if c.kind == "path" and c.max_docs is None:
+        assert c.path is not None
+        if not c.path.exists():
+            raise FileNotFoundError(f"corpus.path {c.path}: no such file or folder")
+        return c.path
+    if (ws.corpus / "corpus.json").exists():
+        read_corpus_manifest(ws.corpus)  # checks the format version
+        return ws.corpus
+    if c.kind == "demo":
+        from dynacure.io.demo_corpus import generate_demo_corpus
+
+        docs = generate_demo_corpus(
+            n_docs=c.demo.n_docs,
+            toxic_share=c.demo.toxic_share,
+            low_quality_share=c.demo.low_quality_share,
+            seed=c.demo.seed,
+        )
+        desc = (
+            f"generated demo corpus ({c.demo.n_docs} documents, {c.demo.toxic_share:.0%} toxic, "
+            f"{c.demo.low_quality_share:.0%} low quality, seed {c.demo.seed})"
+        )
+    elif c.kind == "pool":
+        from dynacure.io.pool import build_pool
+        from dynacure.io.public_data import default_data_dir
+        from dynacure.io.readers import read_documents
+
+        pool_dir = ws.root / "pool"
+        if not (pool_dir / "corpus.json").exists():
+            build_pool(c.data_dir or default_data_dir(), pool_dir)
+        if c.max_docs is None:
+            return pool_dir
+        docs = list(read_documents(pool_dir))
+        desc = f"raw pool from public datasets ({c.data_dir or default_data_dir()})"
+    else:
+        from dynacure.io.readers import read_documents
+
+        assert c.path is not None
+        docs = list(read_documents(c.path))
+        desc = f"corpus {c.path}"
+    docs = _stable_subsample(docs, c.max_docs)
+    if c.max_docs is not None:
+        desc += f", stable subsample of {len(docs)} documents"
+    write_corpus(docs, ws.corpus, extra={"description": desc})
+    return ws.corpus
+
+
+def corpus_facts(corpus: Path) -> dict[str, Any]:
+    from dynacure.io.writers import read_corpus_manifest
+
+    try:
+        m = read_corpus_manifest(corpus)
+        return {
+            "n_docs": m.get("n_docs"),
+            "n_tokens": m.get("n_tokens"),
+            "sources": m.get("sources", {}),
+            "description": m.get("description", str(corpus)),
+            "path": str(corpus),
+        }
+    except (FileNotFoundError, ValueError):
+        return {"path": str(corpus), "description": f"corpus {corpus}"}
+
+
+# ---- stage 2: demo-trained scorers and judge --------------------------------------------------------------
+
+DEMO_MODEL_SEED_OFFSET = 1_000  # the demo scorers train on generated text the pool does not contain
+
+
+def prepare_models(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Any]:
+    """Train the demo reward scorer and the demo judge on disjoint generated data into RUNS/models."""
+    if not cfg.scoring.demo_models:
+        return {}
+    done = ws.models / DONE
+    if not done.exists():
+        from dynacure.signals.toxicity import train_demo_models
+
+        paths = train_demo_models(ws.models, seed=cfg.corpus.demo.seed + DEMO_MODEL_SEED_OFFSET)
+        write_json_atomic(done, {k: str(v) for k, v in paths.items()})
+    return json.loads(done.read_text())
+
+
+def signal_kwargs(cfg: ExperimentConfig, ws: Workspace) -> dict[str, dict[str, Any]]:
+    """Constructor arguments per signal: the config's, with the demo models' folder when they are used."""
+    out = {k: dict(v) for k, v in cfg.scoring.params.items()}
+    if cfg.scoring.demo_models and "toxicity_ngram" in cfg.scoring.signals:
+        out.setdefault("toxicity_ngram", {})["model_dir"] = str(ws.models)
+    return out
+
+
+# ---- stage 3: scoring (once per experiment) ---------------------------------------------------------------
+
+
+def score_corpus(cfg: ExperimentConfig, ws: Workspace, corpus: Path, events: Events | None = None) -> float:
+    """Score the corpus with every configured signal into RUNS/attributes; returns seconds (stored)."""
+    done = ws.attrs / DONE
+    if done.exists():
+        return float(json.loads(done.read_text())["seconds"])
+    from dynacure.engines.local import score_corpus as engine_score
+
+    n_docs = corpus_facts(corpus).get("n_docs") or 0
+    # Process start-up (imports, model loads) outweighs the gain on small corpora.
+    workers = 1 if n_docs < 20_000 else max(1, os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    engine_score(
+        corpus,
+        list(cfg.scoring.signals),
+        ws.attrs,
+        workers=workers,
+        signal_kwargs=signal_kwargs(cfg, ws) or None,
+        progress=bool(events and events.inner_progress),
+    )
+    seconds = time.perf_counter() - t0
+    write_json_atomic(done, {"seconds": seconds, "signals": list(cfg.scoring.signals)})
+    return seconds
+
+
+# ---- stage 4: the shared tables ---------------------------------------------------------------------------
+
+
+def _gold_columns(meta: dict[str, Any]) -> dict[str, Any]:
+    """Scalar gold labels from a document's meta (for reports only; selectors never see them)."""
+    return {f"meta_{k}": v for k, v in meta.items() if isinstance(v, str | int | float | bool) or v is None}
+
+
+def _toxicity_level(docs: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.Series, str]:
+    """A toxicity level per document: the gold label when the corpus has one, else bins of the judge-free
+    toxicity score (the highest toxicity attribute)."""
+    for col in ("meta_toxic", "meta_is_toxic", "meta_toxicity", "meta_label_toxic"):
+        if col in docs.columns and docs[col].notna().any():
+            v = docs[col]
+            if v.dropna().isin([True, False, 0, 1]).all():
+                level = v.map(lambda x: "unknown" if pd.isna(x) else ("toxic" if bool(x) else "clean"))
+                return level, f"gold label ({col.removeprefix('meta_')})"
+            if pd.api.types.is_numeric_dtype(v):
+                bins = pd.cut(v.astype(float), [-np.inf, 0.2, 0.5, np.inf], labels=["low", "medium", "high"])
+                return bins.astype(str), f"gold score ({col.removeprefix('meta_')})"
+            return v.astype(str), f"gold label ({col.removeprefix('meta_')})"
+    tox_cols = [
+        c
+        for c in table.columns
+        if c.split("__")[0] in ("toxicity_ngram", "toxicity_minilm", "profanity")
+        and pd.api.types.is_numeric_dtype(table[c])
+    ]
+    if not tox_cols:
+        return pd.Series(["unknown"] * len(docs), index=docs.index), "no toxicity score available"
+    score = table[tox_cols].max(axis=1).clip(0, 1)
+    bins = pd.cut(score, [-np.inf, 0.2, 0.5, np.inf], labels=["low (<0.2)", "medium", "high (>=0.5)"])
+    return bins.astype(str).to_numpy(), f"max of the scored toxicity columns ({', '.join(tox_cols)}), binned"
+
+
+def build_tables(cfg: ExperimentConfig, ws: Workspace, corpus: Path) -> pd.DataFrame:
+    """RUNS/table.parquet (what selectors read) and RUNS/documents.parquet (what reports read)."""
+    if ws.table.exists() and ws.documents.exists():
+        return pd.read_parquet(ws.table)
+    from dynacure.io.attributes import join_attributes, read_attributes
+    from dynacure.io.readers import read_documents
+
+    rows, gold = [], []
+    for d in read_documents(corpus):
+        rows.append({"id": d.id, "source": d.source, "n_tokens": count_tokens(d.text), "text": d.text})
+        gold.append({"id": d.id, **_gold_columns(d.meta)})
+    docs = pd.DataFrame(rows)
+    table = join_attributes(docs, read_attributes(ws.attrs, cfg.scoring.signals))
+    missing = int(table.drop(columns=["id", "source", "n_tokens", "text"]).isna().all(axis=1).sum())
+    if missing:
+        raise ValueError(
+            f"{ws.attrs}: {missing} documents of the corpus have no scores (re-score: delete {ws.attrs})"
+        )
+    meta = docs[["id", "source", "n_tokens"]].merge(pd.DataFrame(gold), on="id", how="left")
+    level, basis = _toxicity_level(meta, table)
+    meta["toxicity_level"] = level
+    meta["toxicity_level_basis"] = basis
+    with atomic_path(ws.documents) as tmp:
+        meta.to_parquet(tmp, index=False)
+    with atomic_path(ws.table) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table
+
+
+# ---- stage 5: evaluation data, target texts, tokenizer ----------------------------------------------------
+
+
+def prepare_evaldata(cfg: ExperimentConfig, ws: Workspace, table: pd.DataFrame) -> dict[str, str]:
+    """Clean target texts for DSIR/CoLoR/ICA and, for the demo corpus, its own prompts and held-out text."""
+    ws.evaldata.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    target = ws.evaldata / "target.jsonl"
+    if cfg.corpus.kind == "demo":
+        from dynacure.io import demo_corpus
+
+        prompts = ws.evaldata / "prompts.jsonl"
+        heldout = ws.evaldata / "heldout.txt"
+        if not (target.exists() and prompts.exists() and heldout.exists()):
+            # A different seed than the pool's, so none of these texts is in the pool.
+            seed = cfg.corpus.demo.seed + 10_007
+            clean = demo_corpus.generate_demo_corpus(
+                n_docs=cfg.target_size * 2, toxic_share=0.0, low_quality_share=0.0, seed=seed
+            )
+            texts = [d.text for d in clean]
+            _write_jsonl(target, [{"text": t} for t in texts[: cfg.target_size]])
+            write_text_atomic(heldout, "\n".join(texts[cfg.target_size :]) + "\n")
+            _write_jsonl(
+                prompts,
+                [p if isinstance(p, dict) else {"prompt": p} for p in demo_corpus.demo_prompts(seed=seed)],
+            )
+        out.update(prompts=str(prompts), heldout=str(heldout))
+    elif not target.exists():
+        from dynacure.io.public_data import wikitext2
+
+        try:
+            lines = [ln.strip() for ln in wikitext2("train", cfg.corpus.data_dir) if len(ln.split()) >= 20]
+        except FileNotFoundError:
+            lines = []
+        if not lines:  # no public data: the cleanest-scored pool documents stand in for a target set
+            lines = table.sort_values("n_tokens", ascending=False)["text"].head(cfg.target_size).tolist()
+        _write_jsonl(target, [{"text": t} for t in lines[: cfg.target_size]])
+    out["target"] = str(target)
+    return out
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_target(path: str | Path) -> list[str]:
+    return [json.loads(line)["text"] for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+
+
+def prepare_tokenizer(cfg: ExperimentConfig, ws: Workspace, table: pd.DataFrame) -> Path | None:
+    """One BPE tokenizer for every cell, trained on a stable sample of the whole pool (not on any
+    strategy's selection, so no strategy gets a tokenizer fitted to its own data)."""
+    if cfg.learner.hf_path is not None:
+        return None
+    if ws.tokenizer.exists():
+        return ws.tokenizer
+    from dynacure.learners.presets import get_preset
+    from dynacure.learners.tokenizer import BPETokenizer
+
+    preset = get_preset(cfg.learner.preset)
+    texts = table["text"].tolist()
+    texts = _stable_subsample(texts, TOKENIZER_SAMPLE, seed=0)
+    tok = BPETokenizer.train(texts, vocab_size=preset.vocab_size)
+    write_text_atomic(ws.tokenizer, tok.to_json())
+    return ws.tokenizer
+
+
+# ---- the cell ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CellOutcome:
+    selection_manifest: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    policy_log: dict[str, Any] | None = None
+    curation_flops: float = math.nan
+
+
+def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
+    """A fresh learner for one cell (same initialisation per seed across strategies)."""
+    lc = cfg.learner
+    if lc.hf_path is not None:
+        from dynacure.learners.hf import HFLearner
+
+        return HFLearner.from_pretrained(str(lc.hf_path), device=lc.device, seed=seed)
+    from dynacure.learners.presets import get_preset
+    from dynacure.learners.tiny_gpt import TinyGPT
+    from dynacure.learners.tokenizer import BPETokenizer
+
+    overrides: dict[str, Any] = {}
+    if lc.batch_size is not None:
+        overrides["batch_size"] = lc.batch_size
+    if lc.lr is not None:
+        overrides["lr"] = lc.lr
+    config = get_preset(lc.preset, **overrides)
+    return TinyGPT(config, BPETokenizer.from_file(ws.tokenizer), seed=seed, device=lc.device)
+
+
+def _num_params(learner: Any) -> float:
+    fn = getattr(learner, "num_parameters", None)
+    if callable(fn):
+        return float(fn())
+    model = getattr(learner, "model", None)
+    if model is not None and hasattr(model, "parameters"):
+        return float(sum(p.numel() for p in model.parameters()))
+    return math.nan
+
+
+LOOP_STRATEGIES = frozenset({"ppo", "reinforce", "bandit"})
+
+
+def reward_params(strategy: str, factory: Any, weights: dict[str, float]) -> dict[str, Any]:
+    """The reward weights in the form the strategy takes them (RAFT: ``weights``; the loop: ``w_*``)."""
+    if strategy in REWARD_FREE:
+        return {}
+    if strategy in LOOP_STRATEGIES:
+        return {"w_s": weights["safety"], "w_a": weights["alignment"], "w_u": weights["utility"]}
+    try:
+        if "weights" in inspect.signature(factory).parameters:
+            return {"weights": dict(weights)}
+    except (TypeError, ValueError):
+        pass
+    return {}
+
+
+def strategy_params(
+    cell_or_name: Cell | str, params: dict[str, Any], weights: dict[str, float]
+) -> dict[str, Any]:
+    from dynacure.selectors import selector_class
+
+    name = cell_or_name.strategy_name if isinstance(cell_or_name, Cell) else cell_or_name
+    out = reward_params(name, selector_class(name), weights)
+    if "weights" in params or "w_s" in params or "config" in params:
+        out = {}  # the strategy's own params say how it weighs the reward
+    out.update(params)
+    return out
+
+
+def _gpt_params(preset: str) -> float:
+    """Parameter count of a TinyGPT preset from its dimensions (embeddings + blocks)."""
+    from dynacure.learners.presets import get_preset
+
+    c = get_preset(preset)
+    return float(c.vocab_size * c.d_model + c.n_ctx * c.d_model + c.n_layer * 12 * c.d_model**2)
+
+
+def loop_curation_flops(selector: Any, table: pd.DataFrame) -> float:
+    """Training FLOPs of the loop's own learner while the policy learns (6 * params * tokens); approximate:
+    tokens = steps x learner_steps x train_batch x mean document length (capped at the context), in
+    whitespace tokens. NaN when the strategy trains no model."""
+    cfg = getattr(selector, "config", None)
+    if cfg is None or not getattr(selector, "use_learner", False) or getattr(selector, "policy_path", None):
+        return math.nan
+    from dynacure.learners.presets import get_preset
+
+    ctx = get_preset(cfg.learner_preset).n_ctx
+    mean_len = float(np.minimum(table["n_tokens"].to_numpy(dtype=float), ctx).mean()) if len(table) else 0.0
+    tokens = cfg.steps * cfg.learner_steps * cfg.train_batch * mean_len
+    return 6.0 * _gpt_params(cfg.learner_preset) * tokens
+
+
+def select_stage(
+    cfg: ExperimentConfig, ws: Workspace, cell: Cell, table: pd.DataFrame, target: list[str]
+) -> CellOutcome:
+    """Run the cell's strategy on the shared scored table at the cell's budget."""
+    from dynacure.selectors import get_selector, selector_class
+    from dynacure.selectors.base import SelectionContext
+
+    params = strategy_params(cell, dict(cell.params), cell.weights)
+    factory = selector_class(cell.strategy_name)
+    proxy = None
+    if getattr(factory, "needs_learner", False):
+        # Model-aware strategies (CoLoR, ICA) get their own learner of the same kind; the cell's learner is
+        # trained afterwards on the selection, like every other strategy's.
+        proxy = make_learner(cfg, ws, cell.seed)
+    selector = get_selector(cell.strategy_name, **params)
+    ctx = SelectionContext(budget=cell.budget, seed=cell.seed, learner=proxy, target_texts=target)
+    t0 = time.perf_counter()
+    sel = selector.select(table, ctx)
+    seconds = time.perf_counter() - t0
+    curation_flops = (
+        loop_curation_flops(selector, table) if cell.strategy_name in LOOP_STRATEGIES else math.nan
+    )
+    return CellOutcome(sel.manifest(), {"time_selection_s": seconds}, _policy_log(selector), curation_flops)
+
+
+def _policy_log(selector: Any) -> dict[str, Any] | None:
+    """Training/reward curves a learned policy exposes (``history`` / ``training_log``), as lists."""
+    for attr in ("training_log", "history", "log"):
+        val = getattr(selector, attr, None)
+        if callable(val):
+            continue
+        if isinstance(val, dict) and val:
+            return {
+                k: list(map(float, v)) if isinstance(v, list | tuple | np.ndarray) else v
+                for k, v in val.items()
+            }
+        if isinstance(val, list) and val and isinstance(val[0], dict):
+            keys = sorted({k for row in val for k, v in row.items() if isinstance(v, int | float)})
+            return {k: [float(row.get(k, math.nan)) for row in val] for k in keys}
+    return None
+
+
+def train_stage(
+    cfg: ExperimentConfig,
+    ws: Workspace,
+    cell: Cell,
+    table: pd.DataFrame,
+    manifest: pd.DataFrame,
+    events: Events,
+) -> tuple[Any, dict[str, Any], float]:
+    """Train a fresh learner on the kept documents (with their weights) for cfg.learner.max_tokens tokens."""
+    from dynacure.learners.training import train
+
+    kept = manifest[manifest["decision"] == "keep"]
+    if kept.empty:
+        raise ValueError(f"cell {cell.cell_id}: the strategy kept no documents")
+    texts = table.set_index("id").loc[kept["id"], "text"].tolist()
+    weights = kept["weight"].astype(float).to_numpy()
+    learner = make_learner(cfg, ws, cell.seed)
+    t0 = time.perf_counter()
+    tlog = train(
+        learner,
+        texts,
+        weights=weights,
+        max_tokens=cfg.learner.max_tokens,
+        seed=cell.seed,
+        batch_size=cfg.learner.batch_size,
+        progress=events.inner_progress,
+        **cfg.learner.params,
+    )
+    seconds = time.perf_counter() - t0
+    return learner, learner_log(tlog), seconds
+
+
+def learner_log(tlog: Any) -> dict[str, Any]:
+    """The training log as curves (step, cumulative tokens, loss) plus totals."""
+    d = tlog.to_dict() if hasattr(tlog, "to_dict") else dict(tlog)
+    per_step = [int(t) for t in d.get("tokens", [])]
+    losses = [float(x) for x in d.get("losses", [])]
+    return {
+        "step": list(range(1, len(losses) + 1)),
+        "tokens": np.cumsum(per_step).tolist(),
+        "loss": losses,
+        "tokens_seen": int(d.get("tokens_seen", sum(per_step))),
+        "seconds": float(d.get("seconds", 0.0)),
+        "tokens_per_second": float(d.get("tokens_per_second", 0.0)),
+    }
+
+
+# The option that limits how many units a suite evaluates (evaluation.max_prompts maps onto it).
+_LIMIT_OPTION = {
+    "toxicity": "max_prompts",
+    "preference": "max_pairs",
+    "truthfulqa": "max_questions",
+    "bbq": "max_items",
+    "refusal": "max_prompts",
+}
+
+
+def evaluation_options(cfg: ExperimentConfig, evaldata: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per-suite options: the config's, plus the demo corpus's own prompts and held-out text."""
+    ev = cfg.evaluation
+    opts: dict[str, dict[str, Any]] = {}
+    for suite in ev.suites:
+        o: dict[str, Any] = {}
+        if ev.max_prompts is not None and suite in _LIMIT_OPTION:
+            o[_LIMIT_OPTION[suite]] = ev.max_prompts
+        if suite == "toxicity":
+            o.update(samples=ev.samples, max_new_tokens=ev.max_new_tokens)
+            if "prompts" in evaldata:
+                o["prompts_file"] = evaldata["prompts"]
+        if cfg.corpus.data_dir is not None:
+            o["data_dir"] = str(cfg.corpus.data_dir)
+        o.update(ev.options.get(suite, {}))
+        opts[suite] = o
+    return opts
+
+
+def uses_heldout(cfg: ExperimentConfig, evaldata: dict[str, str]) -> bool:
+    """The demo's perplexity is measured on its own held-out clean text (no public data needed)."""
+    return "perplexity" in cfg.evaluation.suites and "heldout" in evaldata
+
+
+def check_evaluation(cfg: ExperimentConfig, evaldata: dict[str, str]) -> None:
+    """Build every suite once with its options, so a bad suite name or option fails before any cell."""
+    from dynacure.evaluation import get_suite
+
+    for name, o in evaluation_options(cfg, evaldata).items():
+        if name == "perplexity" and uses_heldout(cfg, evaldata):
+            continue
+        try:
+            get_suite(name, options=o)
+        except (ValueError, ConfigError) as exc:
+            raise ConfigError(f"evaluation.suites / evaluation.options.{name}: {exc}") from None
+
+
+def evaluate_stage(
+    cfg: ExperimentConfig, ws: Workspace, learner: Any, seed: int, evaldata: dict[str, str], events: Events
+) -> tuple[dict[str, Any], float]:
+    from dynacure.evaluation import run_suites
+
+    judge = None
+    if cfg.scoring.demo_models:
+        from dynacure.signals.toxicity import load_judge
+
+        judge = load_judge(ws.models)
+    opts = evaluation_options(cfg, evaldata)
+    names = list(cfg.evaluation.suites)
+
+    def progress(suite: str, done: int, total: int) -> None:
+        events.detail(suite, done, total)
+
+    t0 = time.perf_counter()
+    suites: dict[str, Any] = {}
+    if uses_heldout(cfg, evaldata):
+        from dynacure.experiments.heldout import HeldoutPerplexitySuite
+
+        names.remove("perplexity")
+        po = opts.pop("perplexity")
+        res = HeldoutPerplexitySuite(
+            evaldata["heldout"], max_tokens=po.get("max_tokens"), progress=progress
+        ).run(learner, seed=seed)
+        suites["perplexity"] = res.to_dict()
+    if names:
+        out = run_suites(learner, names, seed=seed, options=opts, judge=judge, progress=progress)
+        suites.update(out["suites"])
+    return suites, time.perf_counter() - t0
+
+
+def run_cell(
+    cfg: ExperimentConfig, runs: str | Path, cell: Cell, scoring_seconds: float, events: Events | None = None
+) -> float:
+    """Select, train and evaluate one cell; write its files and DONE last. Returns its wall time."""
+    from dynacure.runinfo import seed_everything, write_run_info
+
+    events = events or Events()
+    ws = Workspace(Path(runs))
+    out = cell_dir(runs, cell)
+    if out.exists():  # an interrupted earlier attempt: start clean so no stale file survives
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    t_cell = time.perf_counter()
+    seed_everything(cell.seed)
+    table = _load_table(ws)
+    info = _experiment_info(ws)
+    evaldata = info.get("evaldata", {})
+    target = read_target(evaldata["target"]) if "target" in evaldata else []
+
+    sel = select_stage(cfg, ws, cell, table, target)
+    with atomic_path(out / "manifest.parquet") as tmp:
+        sel.selection_manifest.to_parquet(tmp, index=False)
+    learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection_manifest, events)
+    suites, t_eval = evaluate_stage(cfg, ws, learner, cell.seed, evaldata, events)
+
+    man = sel.selection_manifest
+    keep = (man["decision"] == "keep").to_numpy()
+    ntok = table.set_index("id").loc[man["id"], "n_tokens"].to_numpy(dtype=float)
+    train_tokens = float(train_log["tokens_seen"])
+    params = _num_params(learner)
+    efficiency = {
+        "time_scoring_s": scoring_seconds,
+        "time_selection_s": sel.timings["time_selection_s"],
+        "time_training_s": t_train,
+        "time_evaluation_s": t_eval,
+        "share_selected_tokens": float(ntok[keep].sum() / max(ntok.sum(), 1.0)),
+        "share_selected_docs": float(keep.mean()) if len(keep) else math.nan,
+        "n_selected_docs": float(keep.sum()),
+        "train_tokens": train_tokens,
+        "learner_params": params,
+        "train_flops": 6.0 * params * train_tokens,
+        "curation_flops": sel.curation_flops,
+    }
+    write_json_atomic(
+        out / "metrics.json",
+        {
+            "format_version": RESULTS_FORMAT_VERSION,
+            "cell": cell.to_dict(),
+            "suites": suites,
+            "efficiency": efficiency,
+        },
+    )
+    write_json_atomic(
+        out / "train_log.json",
+        {"format_version": RESULTS_FORMAT_VERSION, "learner": train_log, "policy": sel.policy_log},
+    )
+    wall = time.perf_counter() - t_cell
+    write_run_info(
+        out,
+        "dynacure experiment (cell)",
+        config_dict(cfg),
+        cell.seed,
+        extra={"cell": cell.to_dict(), "cell_id": cell.cell_id, "wall_s": wall},
+    )
+    missing = [f for f in CELL_FILES if not (out / f).exists()]
+    if missing:
+        raise RuntimeError(f"cell {cell.cell_id}: files missing after the run: {missing}")
+    write_text_atomic(out / DONE, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {wall:.1f}s\n")
+    return wall
+
+
+_TABLE_CACHE: dict[str, pd.DataFrame] = {}
+
+
+def _load_table(ws: Workspace) -> pd.DataFrame:
+    key = str(ws.table.resolve())
+    if key not in _TABLE_CACHE:
+        _TABLE_CACHE.clear()
+        _TABLE_CACHE[key] = pd.read_parquet(ws.table)
+    return _TABLE_CACHE[key]
+
+
+def _worker_init(threads: int, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_cell_in_worker(
+    cfg_json: str, runs: str, cell_dict: dict[str, Any], scoring_seconds: float
+) -> tuple[str, float]:
+    cfg = ExperimentConfig.model_validate_json(cfg_json)
+    cell = Cell.from_dict(cell_dict)
+    return cell.cell_id, run_cell(cfg, runs, cell, scoring_seconds)
+
+
+# ---- the whole experiment ---------------------------------------------------------------------------------
+
+
+def check_before_work(cfg: ExperimentConfig) -> None:
+    """Everything that can be refused without doing work: signal names, strategy params, suite options."""
+    from dynacure.selectors import get_selector
+    from dynacure.signals.base import available_signals
+
+    known = available_signals()
+    unknown = [s for s in cfg.scoring.signals if s not in known]
+    if unknown:
+        raise ConfigError(f"scoring.signals: unknown signal(s) {unknown}; known: {', '.join(known)}")
+    for i, st in enumerate(cfg.strategies):
+        try:
+            get_selector(st.name, **strategy_params(st.name, dict(st.params), cfg.weights[0].as_dict()))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"strategies.{i} ({st.key}): {exc}") from None
+    placeholder = {"target": "target.jsonl"}
+    if cfg.corpus.kind == "demo":
+        placeholder.update(prompts="prompts.jsonl", heldout="heldout.txt")
+    check_evaluation(cfg, placeholder)
+
+
+def prepare(cfg: ExperimentConfig, runs: str | Path, events: Events | None = None) -> tuple[Workspace, float]:
+    """Every stage before the cells (each skipped when its output is already there)."""
+    events = events or Events()
+    check_before_work(cfg)
+    ws = open_workspace(cfg, runs)
+    events.stage("preparing the corpus")
+    corpus = prepare_corpus(cfg, ws)
+    events.stage("training the demo scorers and judge" if cfg.scoring.demo_models else "checking scorers")
+    prepare_models(cfg, ws)
+    events.stage(f"scoring the corpus with {', '.join(cfg.scoring.signals)}")
+    scoring_seconds = score_corpus(cfg, ws, corpus, events)
+    events.stage("joining documents and attributes")
+    table = build_tables(cfg, ws, corpus)
+    events.stage("preparing evaluation data and the tokenizer")
+    evaldata = prepare_evaldata(cfg, ws, table)
+    prepare_tokenizer(cfg, ws, table)
+    _update_experiment(ws, corpus=corpus_facts(corpus), scoring_seconds=scoring_seconds, evaldata=evaldata)
+    return ws, scoring_seconds
+
+
+def run_experiment(
+    cfg: ExperimentConfig, runs: str | Path, events: Events | None = None, workers: int | None = None
+) -> pd.DataFrame:
+    """Run (or resume) the whole experiment and return the results table."""
+    events = events or Events()
+    ws, scoring_seconds = prepare(cfg, runs, events)
+    cells = expand_grid(cfg)
+    todo = [c for c in cells if not is_done(ws.root, c)]
+    events.cells_total(len(cells), len(cells) - len(todo))
+    n_workers = workers if workers is not None else cfg.resolved_workers(len(todo) or 1)
+    if todo:
+        events.stage(f"running {len(todo)} of {len(cells)} cells on {n_workers} process(es)")
+    if n_workers <= 1 or len(todo) <= 1:
+        for c in todo:
+            events.cell_started(c.cell_id)
+            wall = run_cell(cfg, ws.root, c, scoring_seconds, events)
+            events.cell_finished(c.cell_id, wall)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // n_workers)
+        env = {k: v for k, v in os.environ.items() if k.startswith(("DYNACURE_", "HF_", "TRANSFORMERS_"))}
+        ctx = mp.get_context("spawn")  # torch and fork do not mix
+        with cf.ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, env)
+        ) as pool:
+            futs = {}
+            for c in todo:
+                futs[
+                    pool.submit(
+                        _run_cell_in_worker, cfg.model_dump_json(), str(ws.root), c.to_dict(), scoring_seconds
+                    )
+                ] = c
+                events.cell_started(c.cell_id)
+            errors = []
+            for fut in cf.as_completed(futs):
+                try:
+                    cid, wall = fut.result()
+                    events.cell_finished(cid, wall)
+                except Exception as exc:  # one failing cell must not lose the others' work
+                    errors.append(f"{futs[fut].cell_id}: {exc}")
+            if errors:
+                raise RuntimeError(
+                    "cells failed (finished cells are kept; re-run to resume):\n  " + "\n  ".join(errors)
+                )
+    events.stage("collecting results")
+    return collect_results(ws.root)

@@ -1,0 +1,493 @@
+"""Streaming readers: JSONL(.gz), Parquet, Arrow (local Hugging Face dataset folders), plain text -> shards.
+
+``iter_shards(path)`` walks a file or a folder (files sorted by relative path), parses each record, checks
+it, and yields ``Shard``s of at most ``shard_size`` documents. Nothing is loaded whole: JSONL and text are
+read line by line (with a byte cap per line), Parquet by record batches, Arrow IPC through a memory map.
+
+Every record read is accounted for: it becomes a ``Document`` or a quarantine entry with its reason
+(``dynacure.io.quarantine``). A file that breaks mid-way (truncated gzip, corrupt Parquet) gives one
+quarantine entry naming the file and the line where reading stopped, or a ``ValueError`` naming the file
+with ``on_file_error="raise"``.
+
+Ids are stable: a record's own ``id`` if it has one, else ``derive_id(<path relative to the corpus root>,
+<1-based line or row>)``. A folder written by ``dynacure.io.writers.write_corpus`` (with ``corpus.json``)
+is read in the shard order its ``corpus.json`` lists.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dynacure.io import quarantine as q
+from dynacure.io.document import Document, derive_id
+from dynacure.io.quarantine import Quarantine
+
+log = logging.getLogger(__name__)
+
+TextMode = Literal["line", "paragraph"]
+OnFileError = Literal["quarantine", "raise"]
+
+DEFAULT_MAX_CHARS = 1_000_000
+CORPUS_FORMAT_VERSION = 1
+CORPUS_MANIFEST = "corpus.json"
+# Our own Parquet files carry this schema-metadata key; their ``meta`` column is then JSON text.
+PARQUET_META_KEY = b"dynacure.documents"
+
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+_TEXT_SUFFIXES = (".txt", ".txt.gz")
+_PARQUET_SUFFIXES = (".parquet",)
+_ARROW_SUFFIXES = (".arrow",)
+DATA_SUFFIXES = _JSONL_SUFFIXES + _TEXT_SUFFIXES + _PARQUET_SUFFIXES + _ARROW_SUFFIXES
+# Files of a Hugging Face ``save_to_disk`` folder that describe it rather than hold rows.
+_HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
+
+
+@dataclass
+class Shard:
+    """A batch of documents read in order; ``n_read == len(docs) + n_quarantined``."""
+
+    name: str
+    docs: list[Document]
+    n_read: int = 0
+    n_quarantined: int = 0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.docs)
+
+
+@dataclass
+class ReadStats:
+    """Totals over one ``iter_shards`` run (filled while it runs)."""
+
+    n_read: int = 0
+    n_kept: int = 0
+    n_quarantined: int = 0
+    n_shards: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+class _FileBroken(Exception):
+    """A file stopped being readable part-way (position = 1-based line/row where reading failed)."""
+
+    def __init__(self, position: int, detail: str) -> None:
+        super().__init__(detail)
+        self.position = position
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _Bad:
+    reason: str
+    raw: Any
+    detail: str = ""
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+def data_suffix(path: Path) -> str | None:
+    """The data-format suffix of ``path`` (``.jsonl.gz``, ``.parquet``, ...) or None if not a data file."""
+    name = path.name.lower()
+    for suf in sorted(DATA_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suf):
+            return suf
+    return None
+
+
+def _stem(path: Path) -> str:
+    suf = data_suffix(path)
+    return path.name[: -len(suf)] if suf else path.stem
+
+
+def list_data_files(path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
+    """(corpus root, data files in reading order) for a file or a folder."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    if p.is_file():
+        if data_suffix(p) is None:
+            raise ValueError(f"{p}: unsupported format (expected one of {', '.join(DATA_SUFFIXES)})")
+        return p.parent, [p]
+    manifest = p / CORPUS_MANIFEST
+    if manifest.exists():
+        return p, _files_from_manifest(p, manifest)
+    files: list[Path] = []
+    skipped: list[str] = []
+    for f in sorted(p.rglob("*"), key=lambda x: x.relative_to(p).as_posix()):
+        rel = f.relative_to(p)
+        if any(part.startswith((".", "_")) for part in rel.parts) or not f.is_file():
+            continue
+        if data_suffix(f) is None:
+            if f.name not in _HF_MARKERS:
+                skipped.append(rel.as_posix())
+            continue
+        files.append(f)
+    if skipped:
+        log.info("%s: skipped %d non-data files (e.g. %s)", p, len(skipped), skipped[0])
+    if not files:
+        raise FileNotFoundError(f"{p}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
+    return p, files
+
+
+def _files_from_manifest(root: Path, manifest: Path) -> list[Path]:
+    try:
+        info = orjson.loads(manifest.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{manifest}: not valid JSON ({exc})") from None
+    version = info.get("format_version") if isinstance(info, dict) else None
+    if version != CORPUS_FORMAT_VERSION:
+        raise ValueError(f"{manifest}: corpus format_version {version!r} is not supported "
+                         f"(this dynacure reads version {CORPUS_FORMAT_VERSION})")
+    files = []
+    for i, shard in enumerate(info.get("shards", [])):
+        if not isinstance(shard, dict) or not isinstance(shard.get("file"), str):
+            raise ValueError(f"{manifest}: field shards[{i}].file missing or not a string")
+        f = root / shard["file"]
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: shard listed in {manifest} is missing")
+        files.append(f)
+    return files
+
+
+def _hf_dataset_name(file: Path, root: Path) -> str | None:
+    """For an Arrow file inside a ``save_to_disk`` folder, that folder's name (better than 'data-00000')."""
+    folder = file.parent
+    if any((folder / m).exists() for m in _HF_MARKERS):
+        if folder == root:
+            return root.name
+        parent = folder.parent
+        # A DatasetDict's split folders: name them '<dataset>/<split>'.
+        if (parent / "dataset_dict.json").exists():
+            return f"{parent.name}/{folder.name}"
+        return folder.name
+    return None
+
+
+# --- raw record streams (position, record-or-_Bad) -------------------------------------------------
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _iter_raw_lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
+    """(1-based line number, bytes, overflowed) with at most ``max_line_bytes`` kept per line."""
+    lineno = 0
+    try:
+        with _open_binary(path) as fh:
+            while True:
+                chunk = fh.readline(max_line_bytes)
+                if not chunk:
+                    return
+                lineno += 1
+                overflow = False
+                if not chunk.endswith(b"\n") and len(chunk) >= max_line_bytes:
+                    overflow = True
+                    while True:  # drain the rest of an over-long line without keeping it
+                        more = fh.readline(max_line_bytes)
+                        if not more or more.endswith(b"\n"):
+                            break
+                if lineno == 1 and chunk.startswith(b"\xef\xbb\xbf"):
+                    chunk = chunk[3:]
+                yield lineno, chunk, overflow
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise _FileBroken(lineno + 1, f"truncated or corrupt gzip file: {exc}") from None
+    except OSError as exc:
+        raise _FileBroken(lineno + 1, f"cannot read file: {exc}") from None
+
+
+def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any] | _Bad, Any]]:
+    for lineno, raw, overflow in _iter_raw_lines(path, max_line_bytes):
+        if overflow:
+            yield lineno, _Bad(q.TOO_LONG, raw, f"line longer than {max_line_bytes} bytes"), raw
+            continue
+        if not raw.strip():
+            continue  # blank lines separate nothing in JSONL and hold no record
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield lineno, _Bad(q.NON_UTF8, raw, f"invalid UTF-8 at byte {exc.start}"), raw
+            continue
+        try:
+            rec = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield lineno, _Bad(q.BAD_JSON, raw, str(exc)), raw
+            continue
+        if not isinstance(rec, dict):
+            yield lineno, _Bad(q.NOT_OBJECT, raw, f"JSON {type(rec).__name__}, expected an object"), raw
+            continue
+        yield lineno, rec, raw
+
+
+def _iter_text(path: Path, mode: TextMode, text_field: str,
+               max_line_bytes: int) -> Iterator[tuple[int, dict[str, Any] | _Bad, Any]]:
+    """Plain text: one record per non-blank line, or per blank-line separated paragraph."""
+    if mode not in ("line", "paragraph"):
+        raise ValueError(f"text_mode must be 'line' or 'paragraph', not {mode!r}")
+    para: list[str] = []
+    para_raw: list[bytes] = []
+    start = 0
+    bad: _Bad | None = None
+
+    def flush() -> tuple[int, dict[str, Any] | _Bad, Any] | None:
+        if not para_raw:
+            return None
+        item: dict[str, Any] | _Bad = bad if bad is not None else {text_field: "\n".join(para)}
+        return start, item, b"".join(para_raw)
+
+    for lineno, raw, overflow in _iter_raw_lines(path, max_line_bytes):
+        problem: _Bad | None = None
+        line = ""
+        if overflow:
+            problem = _Bad(q.TOO_LONG, raw, f"line longer than {max_line_bytes} bytes")
+        else:
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                problem = _Bad(q.NON_UTF8, raw, f"invalid UTF-8 at byte {exc.start}")
+        blank = problem is None and not line.strip()
+        if mode == "line":
+            if problem is not None:
+                yield lineno, problem, raw
+            elif not blank:
+                yield lineno, {text_field: line}, raw
+            continue
+        if blank:
+            out = flush()
+            if out is not None:
+                yield out
+            para, para_raw, bad = [], [], None
+            continue
+        if not para_raw:
+            start = lineno
+        para_raw.append(raw)
+        para.append(line)
+        if problem is not None and bad is None:
+            bad = _Bad(problem.reason, b"".join(para_raw), f"line {lineno}: {problem.detail}")
+    if mode == "paragraph":
+        out = flush()
+        if out is not None:
+            yield out
+
+
+def _rows_from_batches(path: Path, batches: Iterator[pa.RecordBatch], own_format: bool
+                       ) -> Iterator[tuple[int, dict[str, Any] | _Bad, Any]]:
+    row = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise _FileBroken(row + 1, f"cannot decode record batch: {exc}") from None
+        for rec in batch.to_pylist():
+            row += 1
+            if own_format and isinstance(rec.get("meta"), str):
+                try:
+                    rec["meta"] = orjson.loads(rec["meta"])
+                except orjson.JSONDecodeError:
+                    yield row, _Bad(q.BAD_JSON, rec, "meta column is not JSON"), rec
+                    continue
+            yield row, rec, rec
+
+
+def _check_schema(path: Path, schema: pa.Schema, text_field: str) -> None:
+    if text_field not in schema.names:
+        raise ValueError(f"{path}: no column {text_field!r} (columns: {', '.join(schema.names)}); "
+                         f"set text_field")
+
+
+def _iter_parquet(path: Path, text_field: str, batch_size: int
+                  ) -> Iterator[tuple[int, dict[str, Any] | _Bad, Any]]:
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise _FileBroken(1, f"unreadable Parquet file: {exc}") from None
+    _check_schema(path, schema, text_field)
+    own = bool(schema.metadata and PARQUET_META_KEY in schema.metadata)
+    yield from _rows_from_batches(path, pf.iter_batches(batch_size=batch_size), own)
+
+
+def _iter_arrow(path: Path, text_field: str) -> Iterator[tuple[int, dict[str, Any] | _Bad, Any]]:
+    """Arrow IPC: ``datasets.save_to_disk`` writes the streaming format; the file format is accepted too."""
+    try:
+        source = pa.memory_map(str(path), "r")
+        try:
+            reader: Any = pa.ipc.open_stream(source)
+            batches: Iterator[pa.RecordBatch] = iter(reader)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            reader = pa.ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        schema = reader.schema
+    except (pa.ArrowException, OSError) as exc:
+        raise _FileBroken(1, f"unreadable Arrow file: {exc}") from None
+    _check_schema(path, schema, text_field)
+    own = bool(schema.metadata and PARQUET_META_KEY in schema.metadata)
+    yield from _rows_from_batches(path, batches, own)
+
+
+def _iter_records(path: Path, text_field: str, text_mode: TextMode, max_line_bytes: int,
+                  batch_size: int) -> Iterator[tuple[int, dict[str, Any] | _Bad, Any]]:
+    suf = data_suffix(path)
+    if suf in _JSONL_SUFFIXES:
+        return _iter_jsonl(path, max_line_bytes)
+    if suf in _TEXT_SUFFIXES:
+        return _iter_text(path, text_mode, text_field, max_line_bytes)
+    if suf in _PARQUET_SUFFIXES:
+        return _iter_parquet(path, text_field, batch_size)
+    if suf in _ARROW_SUFFIXES:
+        return _iter_arrow(path, text_field)
+    raise ValueError(f"{path}: unsupported format")
+
+
+# --- records -> documents ----------------------------------------------------------------------------
+
+def _record_to_doc(rec: dict[str, Any], *, rel: str, position: int, text_field: str, id_field: str,
+                   default_source: str, max_chars: int) -> Document | _Bad:
+    if text_field not in rec or rec[text_field] is None:
+        return _Bad(q.MISSING_TEXT, rec, f"field {text_field!r} missing")
+    text = rec[text_field]
+    if not isinstance(text, str):
+        return _Bad(q.NON_STRING_TEXT, rec, f"field {text_field!r} is {type(text).__name__}, not a string")
+    if not text.strip():
+        return _Bad(q.EMPTY_TEXT, rec, f"field {text_field!r} is empty or whitespace")
+    if len(text) > max_chars:
+        return _Bad(q.TOO_LONG, rec, f"text has {len(text):,} characters (max_chars={max_chars:,})")
+    raw_id = rec.get(id_field)
+    if raw_id is None:
+        doc_id = derive_id(rel, position)
+    elif isinstance(raw_id, str) and raw_id.strip():
+        doc_id = raw_id
+    elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        doc_id = str(raw_id)
+    else:
+        return _Bad(q.BAD_ID, rec, f"field {id_field!r} must be a non-empty string or an integer")
+    src = rec.get("source")
+    source = src if isinstance(src, str) and src else default_source
+    meta_in = rec.get("meta")
+    meta: dict[str, Any] = dict(meta_in) if isinstance(meta_in, dict) else {}
+    if meta_in is not None and not isinstance(meta_in, dict):
+        meta["meta"] = meta_in
+    for k, v in rec.items():
+        if k not in (text_field, id_field, "source", "meta"):
+            meta[k] = v
+    return Document(id=doc_id, text=text, source=source, meta=meta)
+
+
+def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: ReadStats, *, text_field: str,
+               id_field: str, source: str | None, text_mode: TextMode, max_chars: int,
+               on_file_error: OnFileError, batch_size: int,
+               max_line_bytes: int | None) -> Iterator[tuple[Document | None, str]]:
+    """(document, file) for each kept record and (None, file) for each quarantined one."""
+    if on_file_error not in ("quarantine", "raise"):
+        raise ValueError(f"on_file_error must be 'quarantine' or 'raise', not {on_file_error!r}")
+    root, files = list_data_files(path)
+    # JSON escapes (\uXXXX) can make a record's bytes several times its characters.
+    max_line_bytes = max_line_bytes or 8 * max_chars + (1 << 20)
+    seen: set[str] = set()
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        stats.files.append(str(f))
+        default_source = source or _hf_dataset_name(f, root) or _stem(f)
+        records = _iter_records(f, text_field, text_mode, max_line_bytes, batch_size)
+        try:
+            for position, rec, raw in records:
+                item = rec if isinstance(rec, _Bad) else _record_to_doc(
+                    rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
+                    default_source=default_source, max_chars=max_chars)
+                if isinstance(item, Document):
+                    if item.id in seen:
+                        item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
+                    else:
+                        seen.add(item.id)
+                        yield item, str(f)
+                        continue
+                if isinstance(raw, dict):  # a Parquet/Arrow row: show it as JSON
+                    raw = orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS)
+                quarantine.add(f, position, item.reason, raw, item.detail)
+                yield None, str(f)
+        except _FileBroken as exc:
+            if on_file_error == "raise":
+                raise ValueError(f"{f}: {exc.detail} (at line/row {exc.position})") from None
+            log.error("%s: %s (at line/row %d); rest of file quarantined", f, exc.detail, exc.position)
+            quarantine.add(f, exc.position, q.UNREADABLE_FILE, "", exc.detail)
+            yield None, str(f)
+
+
+def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantine: Quarantine | None = None,
+                text_field: str = "text", id_field: str = "id", source: str | None = None,
+                text_mode: TextMode = "line", *, max_chars: int = DEFAULT_MAX_CHARS,
+                on_file_error: OnFileError = "quarantine", batch_size: int = 1024,
+                max_line_bytes: int | None = None, stats: ReadStats | None = None) -> Iterator[Shard]:
+    """Stream ``path`` (a file or a folder) as shards of at most ``shard_size`` documents.
+
+    Shards are named ``shard-00000``, ``shard-00001``, ... in reading order; only the last may be smaller.
+    Quarantined records are counted in the shard being filled when they were read, so
+    ``n_read == len(docs) + n_quarantined`` for every shard. Without a ``quarantine``, entries are kept in
+    memory and a warning says how many there were. ``stats`` (if given) receives the run's totals.
+    Lines longer than ``max_line_bytes`` (default ``8 * max_chars + 1 MiB``) are quarantined as
+    ``too_long`` without being held in memory.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, not {shard_size}")
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1, not {max_chars}")
+    own_quarantine = quarantine is None
+    quar = quarantine if quarantine is not None else Quarantine()
+    stats = stats if stats is not None else ReadStats()
+
+    def new(i: int) -> Shard:
+        return Shard(name=f"shard-{i:05d}", docs=[])
+
+    def emit(s: Shard) -> Shard:
+        stats.n_shards += 1
+        return s
+
+    index = 0
+    cur = new(index)
+    events = _iter_docs(path, quar, stats, text_field=text_field, id_field=id_field, source=source,
+                        text_mode=text_mode, max_chars=max_chars, on_file_error=on_file_error,
+                        batch_size=batch_size, max_line_bytes=max_line_bytes)
+    for doc, file in events:
+        # A full shard is handed out only when the next document arrives, so quarantined records
+        # that follow it are still counted in it (and the last shard is never empty).
+        if doc is not None and len(cur.docs) >= shard_size:
+            yield emit(cur)
+            index += 1
+            cur = new(index)
+        cur.n_read += 1
+        stats.n_read += 1
+        if not cur.files or cur.files[-1] != file:
+            cur.files.append(file)
+        if doc is None:
+            cur.n_quarantined += 1
+            stats.n_quarantined += 1
+        else:
+            cur.docs.append(doc)
+            stats.n_kept += 1
+    if cur.n_read:
+        yield emit(cur)
+    if own_quarantine and quar.total:
+        log.warning("%s: %d records quarantined (%s); pass a Quarantine(path) to keep the entries",
+                    path, quar.total, ", ".join(f"{k}={v}" for k, v in quar.counts().items()))
+
+
+def read_documents(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[Document]:
+    """Every kept document of ``path`` in reading order (same options as ``iter_shards``)."""
+    for shard in iter_shards(path, **kwargs):
+        yield from shard.docs

@@ -1,0 +1,243 @@
+"""Machinery shared by the small GPT and the Hugging Face adapter: how texts become training rows, how the
+per-example weighted loss is formed, and how texts and continuations are scored with sliding windows.
+
+Training rows (the documented choice): one row per example, never packed. A row is ``[BOS] + tokens +
+[EOS]``; a row longer than ``n_ctx + 1`` tokens is cut to a window of that length at a random offset (drawn
+from the learner's seeded generator, so repeated visits of a long document see different parts). Rows
+are right-padded to the longest row of the batch and padding is never scored. Because each row is one
+example, the loss of example ``i`` is its mean token NLL ``l_i`` and the batch loss is
+``sum_i w_i * l_i / n``: a weight of 0 removes the example from the gradient exactly, and weights scale
+the loss (they are not renormalised, so a batch with all weights 0.5 trains at half strength).
+
+Scoring: text ``t`` after context ``c`` is scored as ``[BOS] + c + t``; only the tokens of ``t`` count.
+When that does not fit the context length, the scored tokens are split in chunks and each chunk is
+scored with as many preceding tokens as fit (left truncation, a sliding window), so long texts are
+scored in full.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dynacure.learners.base import Learner
+from dynacure.learners.presets import OptimConfig
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+# Scoring batches are cut so that logits stay around this many token positions (memory ~ tokens x vocab).
+_SCORE_TOKENS_PER_BATCH = 8192
+
+
+def pick_device(device: str | None) -> str:
+    """``device`` as given, else ``cuda`` when available, else ``cpu``."""
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    if weights is None:
+        return np.ones(n, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"weights has shape {w.shape}, expected ({n},): one weight per text")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and >= 0")
+    return w
+
+
+class CausalLMLearner(Learner):
+    """A ``Learner`` on top of a next-token model; subclasses supply the model, tokenizer and optimiser."""
+
+    n_ctx: int
+    bos_id: int
+    eos_id: int
+    pad_id: int
+    optim: OptimConfig
+    optimizer: torch.optim.Optimizer
+    step: int
+    _rng: np.random.Generator
+
+    # ---- what a subclass provides -------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens."""
+
+    @abstractmethod
+    def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(B, T, V)`` for right-padded ``input_ids`` (mask True on real tokens)."""
+
+    @abstractmethod
+    def _module(self) -> torch.nn.Module:
+        """The torch module (for train/eval mode and parameters)."""
+
+    # ---- schedule -----------------------------------------------------------------------------------
+    def set_schedule(self, decay_steps: int, warmup_steps: int | None = None) -> None:
+        """Set the cosine horizon (absolute step at which the LR reaches its floor)."""
+        self.optim.decay_steps = max(1, int(decay_steps))
+        if warmup_steps is not None:
+            self.optim.warmup_steps = int(warmup_steps)
+
+    @property
+    def batch_size(self) -> int:
+        return self.optim.batch_size
+
+    # ---- training -----------------------------------------------------------------------------------
+    def training_rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token rows of at most ``n_ctx + 1`` ids, one per text (see the module docstring)."""
+        limit = self.n_ctx + 1
+        # One draw per example whatever its length, so the generator state never depends on the content.
+        draws = self._rng.random(len(texts))
+        rows = []
+        for ids, u in zip(self.encode(texts), draws, strict=True):
+            row = [self.bos_id, *ids, self.eos_id]
+            if len(row) > limit:
+                start = int(u * (len(row) - limit + 1))
+                row = row[start:start + limit]
+            rows.append(row)
+        return rows
+
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """How many target tokens one training visit of each text trains on."""
+        return np.array([min(len(ids) + 2, self.n_ctx + 1) - 1 for ids in self.encode(texts)], dtype=np.int64)
+
+    def _pad_rows(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ``(inputs, targets, mask)`` for rows used as ``row[:-1] -> row[1:]``."""
+        width = max(len(r) for r in rows) - 1
+        inp = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        tgt = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r) - 1
+            inp[i, :n] = torch.tensor(r[:-1])
+            tgt[i, :n] = torch.tensor(r[1:])
+        mask = tgt != IGNORE
+        return inp.to(self.device), tgt.to(self.device), mask.to(self.device)
+
+    def train_step(self, texts: Sequence[str], weights: Sequence[float] | None = None) -> float:
+        if len(texts) == 0:
+            raise ValueError("train_step needs at least one text")
+        w = torch.tensor(check_weights(weights, len(texts)), dtype=torch.float32, device=self.device)
+        inp, tgt, mask = self._pad_rows(self.training_rows(texts))
+        module = self._module()
+        module.train()
+        logits = self._logits(inp, mask)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")
+        per_example = nll.sum(1) / mask.sum(1).clamp(min=1)
+        loss = (per_example * w).sum() / len(texts)
+        lr = self.optim.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), self.optim.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    # ---- scoring ------------------------------------------------------------------------------------
+    def _windows(self, ctx: list[int], tgt: list[int]) -> list[tuple[list[int], int]]:
+        """(row, n_scored) pairs: score the last ``n_scored`` targets of ``row[:-1] -> row[1:]``."""
+        full = [self.bos_id, *ctx, *tgt]
+        first, end = 1 + len(ctx), len(full)
+        if first >= end:
+            return []
+        stride = max(1, self.n_ctx // 2)
+        out = []
+        a = first
+        b = min(end, max(a + stride, self.n_ctx + 1))
+        while True:
+            start = max(0, b - 1 - self.n_ctx)
+            out.append((full[start:b], b - a))
+            if b >= end:
+                return out
+            a, b = b, min(end, b + stride)
+
+    @torch.no_grad()
+    def _sum_nll(self, contexts: Sequence[list[int]], targets: Sequence[list[int]]) -> tuple[
+            np.ndarray, np.ndarray]:
+        """Summed NLL of each target after its context, and its token count."""
+        items = []  # (text index, row, n_scored)
+        for i, (c, t) in enumerate(zip(contexts, targets, strict=True)):
+            items.extend((i, row, k) for row, k in self._windows(c, t))
+        total = np.zeros(len(targets), dtype=np.float64)
+        count = np.zeros(len(targets), dtype=np.int64)
+        if not items:
+            return total, count
+        module = self._module()
+        was_training = module.training
+        module.eval()
+        # Longest first keeps padding small inside each batch.
+        items.sort(key=lambda x: -len(x[1]))
+        pos = 0
+        while pos < len(items):
+            width = len(items[pos][1])
+            take = max(1, _SCORE_TOKENS_PER_BATCH // width)
+            batch = items[pos:pos + take]
+            pos += take
+            inp, tgt, mask = self._pad_rows([row for _, row, _ in batch])
+            for j, (_, row, k) in enumerate(batch):  # unscored (context) targets are ignored
+                tgt[j, :len(row) - 1 - k] = IGNORE
+            logits = self._logits(inp, mask)
+            nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")
+            sums = nll.sum(1).double().cpu().numpy()
+            for j, (i, _, k) in enumerate(batch):
+                total[i] += sums[j]
+                count[i] += k
+        module.train(was_training)
+        return total, count
+
+    def example_losses(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+        """Mean token NLL per text (NaN for a text with no tokens)."""
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        tgt = self.encode(texts)
+        ctx = self.encode(contexts) if contexts is not None else [[] for _ in texts]
+        total, count = self._sum_nll(ctx, tgt)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    def perplexity(self, texts: Sequence[str]) -> float:
+        """Token-weighted perplexity: exp(total NLL / total tokens) over ``texts``."""
+        tgt = self.encode(texts)
+        total, count = self._sum_nll([[] for _ in texts], tgt)
+        if count.sum() == 0:
+            raise ValueError("perplexity of texts with no tokens")
+        return float(math.exp(total.sum() / count.sum()))
+
+    def split_continuation(self, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of prefix and continuation such that together they tokenize ``prefix + continuation``.
+
+        Trailing whitespace of the prefix is moved to the continuation (byte-level BPE attaches a space to
+        the following word), then the continuation's ids are the tail of the joint encoding when the
+        prefix's own encoding is a prefix of it; otherwise both are encoded separately.
+        """
+        stripped = prefix.rstrip()
+        if stripped != prefix and stripped:
+            continuation = prefix[len(stripped):] + continuation
+            prefix = stripped
+        ctx_ids, whole = self.encode([prefix, prefix + continuation])
+        if whole[:len(ctx_ids)] == ctx_ids:
+            return ctx_ids, whole[len(ctx_ids):]
+        return ctx_ids, self.encode([continuation])[0]
+
+    def continuation_logprob(self, prefixes: Sequence[str], continuations: Sequence[str]) -> tuple[
+            np.ndarray, np.ndarray]:
+        if len(prefixes) != len(continuations):
+            raise ValueError(f"{len(prefixes)} prefixes for {len(continuations)} continuations")
+        pairs = [self.split_continuation(p, c) for p, c in zip(prefixes, continuations, strict=True)]
+        total, count = self._sum_nll([p for p, _ in pairs], [c for _, c in pairs])
+        return -total, count
+
+    # ---- persistence helpers ------------------------------------------------------------------------
+    @abstractmethod
+    def restore(self, path: str | Path) -> None:
+        """Load weights, optimiser state, step and generator state saved by ``save`` into this learner."""

@@ -1,0 +1,189 @@
+"""The learned policies as selection strategies: ``ppo``, ``reinforce`` and ``bandit``.
+
+``select`` learns the policy in the closed loop on a sample of the candidate table (a fresh small GPT of
+``learner_preset`` trained while the policy learns, probes built from the sample), then applies it to the
+whole table in batches: the policy maps each document's features to a keep probability, and the
+selectors' budget helper turns the probabilities into decisions at the token budget (Gumbel sampling in
+proportion to the probability, or the top probabilities). With ``policy_path`` a saved policy is applied
+without learning. ``apply_policy_batch(policy_path, table)`` is the same application for one batch, the
+function a Ray Data ``map_batches`` stage calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from dynacure.config import validate_config
+from dynacure.loop.config import LoopConfig
+from dynacure.loop.policy import load_policy
+from dynacure.selectors import register_selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.budget import BUDGET_REASON, sample_to_budget, top_to_budget
+from dynacure.selectors.common import check_table
+
+log = logging.getLogger(__name__)
+
+
+def _loop_config(
+    algorithm: str, config: LoopConfig | dict[str, Any] | None, overrides: dict[str, Any]
+) -> LoopConfig:
+    base = config.model_dump() if isinstance(config, LoopConfig) else dict(config or {})
+    base.update(overrides)
+    base["algorithm"] = algorithm
+    return validate_config(base, LoopConfig, origin=f"selector {algorithm!r}")
+
+
+def preference_pairs(seed: int = 0) -> pd.DataFrame | None:
+    """Pool-half HH-RLHF pairs for the alignment probe (never the eval half); None when the data is absent."""
+    try:
+        from dynacure.io.public_data import hh_rlhf
+
+        frames = [hh_rlhf(subset, half="pool") for subset in ("harmless-base", "helpful-base")]
+    except (FileNotFoundError, OSError) as exc:
+        log.info("no HH-RLHF pairs for the alignment probe: %s", exc)
+        return None
+    return pd.concat(frames, ignore_index=True)
+
+
+class LoopSelector(Selector):
+    """Learn a curation policy in the loop on a sample, then apply it to the whole table."""
+
+    algorithm: ClassVar[str]
+    needs_text = True
+
+    def __init__(
+        self,
+        config: LoopConfig | dict[str, Any] | None = None,
+        policy_path: str | None = None,
+        save_policy_to: str | None = None,
+        decision: Literal["sample", "top"] = "sample",
+        use_learner: bool = True,
+        use_pairs: bool = True,
+        checkpoint_dir: str | None = None,
+        toxicity_signal: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = _loop_config(self.algorithm, config, overrides)
+        if decision not in ("sample", "top"):
+            raise ValueError(f"decision must be 'sample' or 'top', got {decision!r}")
+        self.policy_path, self.save_policy_to = policy_path, save_policy_to
+        self.decision, self.use_learner, self.use_pairs = decision, use_learner, use_pairs
+        self.checkpoint_dir = checkpoint_dir
+        self.toxicity_signal = toxicity_signal  # None: toxicity_ngram, else profanity
+        self.history: list[dict[str, Any]] = []
+        self.probabilities_fn: Callable[[pd.DataFrame], np.ndarray] | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(),
+            "policy_path": self.policy_path,
+            "decision": self.decision,
+            "use_learner": self.use_learner,
+        }
+
+    def learn(self, sample: pd.DataFrame, seed: int) -> Callable[[pd.DataFrame], np.ndarray]:
+        """Run the loop on ``sample``; returns the learned policy as a table -> probabilities function."""
+        from dynacure.loop.env import CurationEnv
+        from dynacure.loop.probes import build_probes, reward_toxicity_scorer
+        from dynacure.loop.trainer import LoopTrainer, make_agent
+
+        cfg = self.config
+        learner = probes = train_mask = None
+        if self.use_learner:
+            from dynacure.learners.tiny_gpt import TinyGPT
+
+            learner = TinyGPT.create([str(t) for t in sample["text"]], preset=cfg.learner_preset, seed=seed)
+            pairs = preference_pairs(seed) if self.use_pairs and cfg.probes.n_pairs else None
+            scorer = reward_toxicity_scorer(
+                (self.toxicity_signal,) if self.toxicity_signal else ("toxicity_ngram", "profanity")
+            )
+            probes, train_mask = build_probes(sample, cfg.probes, seed=seed, pairs=pairs, scorer=scorer)
+        env = CurationEnv(sample, learner, cfg, probes=probes, train_mask=train_mask)
+        agent = make_agent(env, cfg)
+        trainer = LoopTrainer(
+            env,
+            agent,
+            cfg,
+            checkpoint_dir=self.checkpoint_dir,
+            checkpoint_every=max(1, cfg.steps // 4) if self.checkpoint_dir else 0,
+        )
+        self.history = trainer.run()
+        if self.save_policy_to:
+            agent.save_policy(self.save_policy_to, env.encoder, env.summary(), {"budget": cfg.budget})
+        if hasattr(agent, "policy"):
+            encoder, summary = env.encoder, env.summary()
+            return lambda t: agent.probabilities(encoder.transform(t), summary)  # type: ignore[union-attr]
+        return agent.probabilities  # type: ignore[union-attr,return-value]
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_table(table, ("id", "n_tokens") + (("text",) if self.policy_path is None else ()))
+        self.config = self.config.model_copy(update={"budget": float(ctx.budget), "seed": int(ctx.seed)})
+        if self.policy_path is not None:
+            fn = load_policy(self.policy_path).probabilities
+        else:
+            n = min(self.config.sample_size, len(table))
+            sample = table.sample(n=n, random_state=ctx.seed % (2**32)).reset_index(drop=True)
+            fn = self.learn(sample, ctx.seed)
+        self.probabilities_fn = fn
+        step = self.config.apply_batch
+        p = (
+            np.concatenate([fn(table.iloc[i : i + step]) for i in range(0, len(table), step)])
+            if len(table)
+            else np.zeros(0)
+        )
+        nt = table["n_tokens"].to_numpy(dtype=np.int64)
+        if self.decision == "top":
+            res = top_to_budget(p, nt, ctx.budget)
+        else:
+            res = sample_to_budget(np.log(np.maximum(p, 1e-12)), nt, ctx.budget, seed=ctx.seed)
+        reason = np.where(res.keep, "kept", BUDGET_REASON)
+        return Selection(
+            ids=table["id"].astype(str).to_numpy(),
+            probability=p,
+            weight=np.ones(len(table)),
+            keep=res.keep,
+            reason=reason,
+        )
+
+
+@register_selector("ppo")
+class PPOSelector(LoopSelector):
+    name = "ppo"
+    algorithm = "ppo"
+
+
+@register_selector("reinforce")
+class ReinforceSelector(LoopSelector):
+    name = "reinforce"
+    algorithm = "reinforce"
+
+
+@register_selector("bandit")
+class BanditSelector(LoopSelector):
+    name = "bandit"
+    algorithm = "bandit"
+
+
+def register(registry: dict[str, Any]) -> None:
+    """Add the loop strategies to a name -> factory mapping (for registries other than the selectors')."""
+    registry.update({"ppo": PPOSelector, "reinforce": ReinforceSelector, "bandit": BanditSelector})
+
+
+@lru_cache(maxsize=8)
+def _cached_policy(path: str, mtime: float) -> Any:
+    return load_policy(path)
+
+
+def apply_policy_batch(policy_path: str | Path, table: pd.DataFrame) -> np.ndarray:
+    """Keep probabilities of a saved policy for one batch (a pandas table with the attribute columns)."""
+    header = Path(policy_path) / "policy.json"
+    if not header.exists():
+        raise FileNotFoundError(f"{header}: no saved policy")
+    return _cached_policy(str(Path(policy_path).resolve()), header.stat().st_mtime).probabilities(table)

@@ -1,0 +1,141 @@
+"""Everything a report reads from a RUNS folder, loaded once: the results table, the experiment record,
+the per-document table (source, gold labels, toxicity level), each cell's manifest and training log; plus
+the aggregation of a metric over seeds with an interval."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dynacure.experiments.results import read_results
+
+# Which metric of which suite is "safety" and which is "utility" on the Pareto plot: the first present wins.
+SAFETY_METRICS = (("toxicity", "toxicity_probability"), ("toxicity", "toxicity_prob"),
+                  ("toxicity", "expected_max_toxicity"))
+UTILITY_METRICS = (("perplexity", "heldout_word_ppl"), ("perplexity", "wikitext2_word_ppl"),
+                   ("perplexity", "ptb_word_ppl"), ("perplexity", "heldout_token_ppl"),
+                   ("perplexity", "wikitext2_token_ppl"))
+
+
+@dataclass
+class RunData:
+    root: Path
+    results: pd.DataFrame
+    experiment: dict[str, Any] = field(default_factory=dict)
+    documents: pd.DataFrame | None = None  # id, source, n_tokens, toxicity_level, ...
+    manifests: dict[str, pd.DataFrame] = field(default_factory=dict)
+    train_logs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> cell dict
+
+    @property
+    def name(self) -> str:
+        return str(self.experiment.get("config", {}).get("name", self.root.name))
+
+
+def load_run(runs: str | Path) -> RunData:
+    root = Path(runs)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a RUNS folder")
+    results = read_results(root)
+    exp_path = root / "experiment.json"
+    experiment = json.loads(exp_path.read_text()) if exp_path.exists() else {}
+    docs_path = root / "documents.parquet"
+    documents = pd.read_parquet(docs_path) if docs_path.exists() else None
+    data = RunData(root=root, results=results, experiment=experiment, documents=documents)
+    for cid in sorted(results["cell_id"].unique()) if len(results) else []:
+        d = root / "cells" / cid
+        if (d / "manifest.parquet").exists():
+            data.manifests[cid] = pd.read_parquet(d / "manifest.parquet", columns=["id", "decision"])
+        if (d / "train_log.json").exists():
+            data.train_logs[cid] = json.loads((d / "train_log.json").read_text())
+        if (d / "metrics.json").exists():
+            data.cells[cid] = json.loads((d / "metrics.json").read_text()).get("cell", {})
+    return data
+
+
+def pick_metric(results: pd.DataFrame, candidates: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+    have = set(zip(results["suite"], results["metric"], strict=True)) if len(results) else set()
+    for cand in candidates:
+        if cand in have:
+            return cand
+    return None
+
+
+def combine_seeds(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float, float]:
+    """Mean over seeds with a 95% interval from the within-seed interval widths and the between-seed spread.
+
+    One seed: its own (bootstrap) interval. Several: mean +/- 1.96 * sqrt(mean(se_i^2)/k + var_between/k),
+    where se_i = (high_i - low_i) / 3.92 (normal approximation of each seed's interval).
+    """
+    v = np.asarray(values, dtype=float)
+    lo = np.asarray(lows, dtype=float)
+    hi = np.asarray(highs, dtype=float)
+    ok = np.isfinite(v)
+    v, lo, hi = v[ok], lo[ok], hi[ok]
+    k = len(v)
+    if k == 0:
+        return math.nan, math.nan, math.nan
+    if k == 1:
+        return float(v[0]), float(lo[0]), float(hi[0])
+    se = np.where(np.isfinite(hi - lo), (hi - lo) / 3.92, 0.0)
+    var = float(np.mean(se**2)) / k + float(np.var(v, ddof=1)) / k
+    m = float(np.mean(v))
+    half = 1.96 * math.sqrt(var)
+    return m, m - half, m + half
+
+
+def aggregate(results: pd.DataFrame, suite: str, metric: str,
+              by: tuple[str, ...] = ("strategy", "budget", "weights")) -> pd.DataFrame:
+    """One row per group of ``by`` with value/low/high combined over seeds and the number of seeds."""
+    sub = results[(results["suite"] == suite) & (results["metric"] == metric)]
+    rows = []
+    for key, g in sub.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        value, low, high = combine_seeds(g["value"].to_numpy(), g["low"].to_numpy(), g["high"].to_numpy())
+        rows.append({**dict(zip(by, key, strict=True)), "value": value, "low": low, "high": high,
+                     "seeds": int(g["seed"].nunique()), "n": int(g["n"].max())})
+    return pd.DataFrame(rows, columns=[*by, "value", "low", "high", "seeds", "n"])
+
+
+def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Points not dominated when lower x and lower y are both better."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    keep = np.ones(len(x), dtype=bool)
+    for i in range(len(x)):
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
+            keep[i] = False
+            continue
+        dominated = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
+        keep[i] = not dominated.any()
+    return keep
+
+
+def keep_shares(data: RunData, column: str, budget: float | None = None) -> pd.DataFrame:
+    """Share of documents kept per strategy and value of ``column`` of the documents table (mean over
+    the cells of that strategy at ``budget``), from the manifests joined with the documents table."""
+    if data.documents is None or column not in data.documents.columns or not data.manifests:
+        return pd.DataFrame(columns=["strategy", column, "kept_share", "docs"])
+    docs = data.documents[["id", column]]
+    rows = []
+    for cid, man in data.manifests.items():
+        cell = data.cells.get(cid, {})
+        strat = cell.get("strategy")
+        if strat is None or (budget is not None and not math.isclose(float(cell.get("budget", -1)), budget)):
+            continue
+        joined = man.merge(docs, on="id", how="left")
+        joined["kept"] = joined["decision"] == "keep"
+        for level, g in joined.groupby(column, dropna=False):
+            rows.append({"strategy": strat, "cell_id": cid, column: str(level),
+                         "kept": float(g["kept"].mean()), "docs": len(g)})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["strategy", column, "kept_share", "docs"])
+    out = df.groupby(["strategy", column], sort=True).agg(kept_share=("kept", "mean"), docs=("docs", "max"))
+    return out.reset_index()

@@ -1,0 +1,135 @@
+"""B2 ``classifier``: a Safety-Pretraining-style static filter (Maini et al. 2025) from a safety classifier.
+
+The classifier's toxicity probability (max over its categories, calibrated when a calibrator is given) is
+mapped to a harmfulness bucket 0-5 (``floor(6*p)``, capped at 5). Buckets ``<= keep_max`` are kept;
+buckets ``>= drop_min`` are dropped (reason ``bucket>=<drop_min>``); the buckets in between are
+**re-routed** rather than deleted, because the paper found deleting alone to be the weak variant.
+
+Re-routing, as built here (we cannot rephrase text without a generator model): the document stays in the
+curated corpus with a loss weight ``reroute_weight`` (< 1) and, unless ``reroute_tag`` is empty, a
+harmfulness tag token prepended to its text (the paper's tag tokens), so a model learns the content as
+*tagged* harmful rather than as plain text. Its manifest reason is ``reroute``. ``reroute=False`` drops
+the middle buckets instead (reason ``bucket=<b>``).
+
+At the budget: kept-bucket documents are sampled first (uniformly, seeded), re-routed ones only fill what
+is left; what does not fit gets reason ``budget``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dynacure.selectors import register_selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget, tiered_log_weights
+from dynacure.selectors.common import check_table, max_toxicity, token_counts, toxicity_columns
+
+N_BUCKETS = 6
+DEFAULT_TAG = "<|harmful|>"
+
+
+@dataclass
+class TaggedSelection(Selection):
+    """A selection whose kept documents may get a text prefix (a tag) when written out."""
+
+    prefix: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.prefix) != len(self.ids):
+            raise ValueError(f"TaggedSelection.prefix has {len(self.prefix)} rows for {len(self.ids)} ids")
+
+
+def harm_buckets(prob: np.ndarray) -> np.ndarray:
+    """Toxicity probability in [0, 1] -> bucket 0..5."""
+    return np.minimum(N_BUCKETS - 1, np.floor(np.asarray(prob) * N_BUCKETS)).astype(np.int64)
+
+
+@register_selector("classifier")
+class ClassifierSelector(Selector):
+    name: ClassVar[str] = "classifier"
+    signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram",)
+
+    def __init__(
+        self,
+        keep_max: int = 2,
+        drop_min: int = 5,
+        reroute: bool = True,
+        reroute_weight: float = 0.5,
+        reroute_tag: str = DEFAULT_TAG,
+        signal: str | None = "toxicity_ngram",
+        toxicity_columns: list[str] | None = None,
+        calibrator: object = None,
+        n_draws: int = 32,
+    ) -> None:
+        if not 0 <= keep_max < drop_min <= N_BUCKETS - 1:
+            raise ValueError(
+                f"classifier buckets need 0 <= keep_max < drop_min <= 5, got keep_max={keep_max} "
+                f"drop_min={drop_min}"
+            )
+        if not 0.0 < reroute_weight <= 1.0:
+            raise ValueError(f"reroute_weight must be in (0, 1], got {reroute_weight}")
+        self.keep_max, self.drop_min = int(keep_max), int(drop_min)
+        self.reroute, self.reroute_weight, self.reroute_tag = (
+            bool(reroute),
+            float(reroute_weight),
+            reroute_tag,
+        )
+        self.signal = signal
+        self.columns = toxicity_columns
+        self.calibrator = calibrator
+        self.n_draws = int(n_draws)
+
+    def _columns(self, table: pd.DataFrame) -> list[str]:
+        if self.columns is not None:
+            return self.columns
+        if self.signal:
+            cols = toxicity_columns(table, (self.signal,))
+            if cols:
+                return cols
+        return toxicity_columns(table)
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_budget(ctx.budget)
+        check_table(table)
+        n = len(table)
+        bucket = harm_buckets(max_toxicity(table, self._columns(table), self.calibrator))
+        keep_tier = bucket <= self.keep_max
+        mid = (bucket > self.keep_max) & (bucket < self.drop_min)
+        reroute = mid if self.reroute else np.zeros(n, dtype=bool)
+        eligible = keep_tier | reroute
+        res = sample_to_budget(
+            tiered_log_weights(np.where(keep_tier, 0, 1)),
+            token_counts(table),
+            ctx.budget,
+            ctx.seed,
+            eligible=eligible,
+            n_draws=self.n_draws,
+        )
+        reason = np.full(n, BUDGET_REASON, dtype=object)
+        reason[bucket >= self.drop_min] = f"bucket>={self.drop_min}"
+        if not self.reroute:
+            reason[mid] = np.char.add("bucket=", bucket[mid].astype(str)).astype(object)
+        reason[keep_tier & res.keep] = "kept"
+        reason[reroute & res.keep] = "reroute"
+        weight = np.where(reroute, self.reroute_weight, 1.0)
+        prefix = np.where(reroute & res.keep & bool(self.reroute_tag), self.reroute_tag + " ", "").astype(
+            object
+        )
+        return TaggedSelection(
+            table["id"].astype(str).to_numpy(), res.probability, weight, res.keep, reason, prefix=prefix
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "keep_max": self.keep_max,
+            "drop_min": self.drop_min,
+            "reroute": self.reroute,
+            "reroute_weight": self.reroute_weight,
+            "reroute_tag": self.reroute_tag,
+            "signal": self.signal,
+        }

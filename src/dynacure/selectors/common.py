@@ -1,0 +1,80 @@
+"""Small helpers shared by the strategies: checking the candidate table and finding toxicity columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from dynacure.io.attributes import SEP
+
+# Signals whose columns are toxicity categories (probability-like, in [0, 1]); the safety side of every
+# strategy takes the max over the categories present, so a document toxic in any one category counts.
+TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_ngram", "toxicity_minilm", "profanity")
+
+
+def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -> None:
+    """Refuse a candidate table without the columns a selector needs, or with bad token counts."""
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(f"candidate table lacks column(s) {missing}; has {list(table.columns)[:20]}")
+    if "n_tokens" in table.columns:
+        nt = pd.to_numeric(table["n_tokens"], errors="coerce")
+        if nt.isna().any() or (nt < 0).any():
+            bad = table.loc[nt.isna() | (nt < 0), "id"].head(3).tolist()
+            raise ValueError(f"n_tokens must be a non-negative integer for every document (bad ids: {bad})")
+    if "id" in table.columns and table["id"].duplicated().any():
+        dup = table.loc[table["id"].duplicated(), "id"].head(3).tolist()
+        raise ValueError(f"candidate table has duplicate ids, e.g. {dup}")
+
+
+def toxicity_columns(table: pd.DataFrame, signals: Iterable[str] = TOXICITY_SIGNALS) -> list[str]:
+    """Attribute columns of the toxicity signals present in ``table`` (``<signal>__<category>``)."""
+    prefixes = tuple(f"{s}{SEP}" for s in signals)
+    return [c for c in table.columns if isinstance(c, str) and c.startswith(prefixes)]
+
+
+def apply_calibrator(calibrator: object, column: str, values: np.ndarray) -> np.ndarray:
+    """Map raw scores through a calibrator (a mapping column -> calibrator, or one for every column).
+
+    A calibrator is anything with ``predict(x)``, ``transform(x)`` or ``__call__(x)`` returning calibrated
+    probabilities (``dynacure.signals.calibration.IsotonicCalibrator`` has ``predict``).
+    """
+    if calibrator is None:
+        return values
+    cal = calibrator.get(column) if isinstance(calibrator, dict) else calibrator
+    if cal is None:
+        return values
+    for meth in ("predict", "transform"):
+        fn = getattr(cal, meth, None)
+        if callable(fn):
+            return np.asarray(fn(values), dtype=np.float64)
+    if callable(cal):
+        return np.asarray(cal(values), dtype=np.float64)
+    raise TypeError(f"calibrator for {column!r} has no predict/transform/__call__: {type(cal).__name__}")
+
+
+def max_toxicity(
+    table: pd.DataFrame, columns: Iterable[str] | None = None, calibrator: object = None
+) -> np.ndarray:
+    """Per document, the max (calibrated) score over the toxicity categories; error if none is present."""
+    cols = list(columns) if columns is not None else toxicity_columns(table)
+    present = [c for c in cols if c in table.columns]
+    if not present:
+        raise ValueError(
+            f"no toxicity column in the candidate table (looked for {cols or list(TOXICITY_SIGNALS)}"
+            f"); score the corpus with a toxicity signal first (e.g. `dynacure score --signals "
+            f"toxicity_ngram`)"
+        )
+    mats = []
+    for c in present:
+        v = pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(v).any():
+            raise ValueError(f"column {c!r} has {int(np.isnan(v).sum())} missing scores")
+        mats.append(apply_calibrator(calibrator, c, v))
+    return np.clip(np.max(np.vstack(mats), axis=0), 0.0, 1.0)
+
+
+def token_counts(table: pd.DataFrame) -> np.ndarray:
+    return pd.to_numeric(table["n_tokens"]).to_numpy(dtype=np.int64)

@@ -1,0 +1,300 @@
+"""``curate``: run one selection strategy over a corpus and write the curated corpus plus its decision record.
+
+Steps: validate everything cheap first (budget, strategy, weights, paths); stream the corpus shard by shard
+(unreadable records go to ``quarantine.jsonl``); get the attributes the strategy needs, either from stored
+tables (``attributes``) or by scoring each shard with the signals (written under ``OUT/attributes`` and
+reused on a rerun); select at the token budget; write
+
+- ``OUT/shard-*.jsonl.gz`` + ``OUT/corpus.json``: the kept documents (re-routed ones with their tag prefix,
+  PII redacted with ``redact_pii``; ``meta["curate_weight"]`` carries a loss weight other than 1),
+- ``OUT/manifest.parquet``: one row per input record (``id, decision, probability, weight, reason``), with
+  decision ``keep`` / ``drop`` / ``quarantined``,
+- ``OUT/summary.json`` and ``OUT/run.json``.
+
+Memory: the candidate table (ids, token counts, attributes, and text for text-based strategies) is held
+whole because every strategy ranks the whole pool; the shards are read and scored one at a time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.attributes import read_attributes, signals_in, write_attribute_shard
+from dynacure.io.document import Document, count_tokens, derive_id
+from dynacure.learners.base import Learner
+from dynacure.runinfo import seed_everything, write_run_info
+from dynacure.selectors import selector_class
+from dynacure.selectors.base import Selection, SelectionContext
+from dynacure.selectors.budget import budget_tokens, check_budget
+from dynacure.selectors.reward import RewardWeights
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FORMAT_VERSION = 1
+MANIFEST_COLUMNS = ("id", "decision", "probability", "weight", "reason")
+MISSING_ATTRIBUTES = "missing_attributes"
+# Strategies that cannot run without a target / holdout set.
+NEEDS_TARGET = ("dsir", "color", "ica")
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class CurateResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    manifest: pd.DataFrame
+    selection: Selection | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _weights(weights: RewardWeights | str | None) -> RewardWeights | None:
+    if weights is None or isinstance(weights, RewardWeights):
+        return weights
+    return RewardWeights.parse(weights)
+
+
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return False
+    return name in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def read_target_texts(path: str | Path) -> list[str]:
+    """Texts of a target/holdout corpus (any format the readers take)."""
+    from dynacure.io.readers import read_documents
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: target corpus not found")
+    texts = [d.text for d in read_documents(p)]
+    if not texts:
+        raise ValueError(f"{p}: target corpus has no readable documents")
+    return texts
+
+
+def _stored_shard_ok(path: Path, ids: list[str]) -> bool:
+    if not path.exists():
+        return False
+    try:
+        stored = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return False
+    return stored == ids
+
+
+def _score_shard(attrs_dir: Path, signals: dict[str, Any], shard_name: str, docs: list[Document]) -> None:
+    ids = [d.id for d in docs]
+    texts = [d.text for d in docs]
+    for name, sig in signals.items():
+        out = attrs_dir / name / f"{shard_name}.parquet"
+        if _stored_shard_ok(out, ids):  # resume: this shard was scored by an earlier run
+            continue
+        cols = sig.score(texts)
+        write_attribute_shard(attrs_dir, name, shard_name, ids, cols)
+
+
+def _quarantine_rows(entries: list[dict[str, Any]], corpus: Path) -> pd.DataFrame:
+    root = corpus if corpus.is_dir() else corpus.parent
+    ids, reasons = [], []
+    for e in entries:
+        f = Path(e["file"])
+        try:
+            rel = f.relative_to(root).as_posix()
+        except ValueError:
+            rel = f.as_posix()
+        # The reader's own fallback id for that position: stable across runs.
+        ids.append(derive_id(rel, e["line"]))
+        reasons.append(f"{e['reason']}" + (f": {e['detail']}" if e.get("detail") else ""))
+    n = len(ids)
+    return pd.DataFrame({"id": ids, "decision": ["quarantined"] * n, "probability": np.zeros(n),
+                         "weight": np.zeros(n), "reason": reasons})
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+
+
+def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float, *,
+           attributes: str | Path | None = None, target: str | Path | list[str] | None = None, seed: int = 0,
+           weights: RewardWeights | str | None = None, redact_pii: bool = False,
+           params: dict[str, Any] | None = None, learner: Learner | None = None, shard_size: int = 10000,
+           progress: ProgressFn | None = None) -> CurateResult:
+    """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``."""
+    # ---- refuse bad input before any work ---------------------------------------------------------------
+    budget = check_budget(budget)
+    factory = selector_class(strategy)
+    rw = _weights(weights)
+    corpus = Path(corpus)
+    if not corpus.exists():
+        raise FileNotFoundError(f"{corpus}: corpus not found")
+    if attributes is not None and not Path(attributes).is_dir():
+        raise FileNotFoundError(f"{attributes}: attributes folder not found")
+    if strategy in NEEDS_TARGET and target is None:
+        raise ValueError(f"strategy {strategy!r} needs a target/holdout set (--target TARGET_CORPUS)")
+    params = dict(params or {})
+    if rw is not None:
+        if not _accepts(factory, "weights"):
+            raise ValueError(f"strategy {strategy!r} does not use reward weights (--weights)")
+        params["weights"] = rw
+    selector = factory(**params) if params else factory()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng_seed = seed_everything(seed)  # torch/numpy for learner-based strategies
+    del rng_seed
+    target_texts = read_target_texts(target) if isinstance(target, str | Path) else target
+
+    # ---- read (and score) shard by shard --------------------------------------------------------------
+    from dynacure.io.quarantine import Quarantine, read_quarantine
+    from dynacure.io.readers import ReadStats, iter_shards
+
+    needed: tuple[str, ...] = tuple(getattr(selector, "signals", ()))
+    attrs_dir = Path(attributes) if attributes is not None else out / "attributes"
+    scorers: dict[str, Any] = {}
+    if attributes is None and needed:
+        from dynacure.signals.base import get_signal
+
+        scorers = {name: get_signal(name) for name in needed}
+    docs: list[Document] = []
+    stats = ReadStats()
+    qpath = out / "quarantine.jsonl"
+    with Quarantine(qpath) as quarantine:
+        for shard in iter_shards(corpus, shard_size=shard_size, quarantine=quarantine, stats=stats):
+            if scorers and shard.docs:
+                _score_shard(attrs_dir, scorers, shard.name, shard.docs)
+            docs.extend(shard.docs)
+            if progress:
+                progress("read", stats.n_read, 0)
+    qrows = _quarantine_rows(read_quarantine(qpath), corpus)
+    if not docs:
+        raise ValueError(f"{corpus}: no readable documents ({len(qrows)} quarantined)")
+
+    table = pd.DataFrame({
+        "id": [d.id for d in docs],
+        "source": [d.source for d in docs],
+        "n_tokens": np.array([count_tokens(d.text) for d in docs], dtype=np.int64),
+        "text": [d.text for d in docs],
+    })
+    # ---- attach attributes -----------------------------------------------------------------------------
+    extra_rows: list[pd.DataFrame] = []
+    use_signals = [s for s in signals_in(attrs_dir) if s != "embedding" or strategy == "ica"] \
+        if (attributes is not None or scorers) else []
+    if attributes is None:
+        use_signals = [s for s in use_signals if s in scorers]
+    if use_signals:
+        attrs = read_attributes(attrs_dir, use_signals)
+        extra_ids = ~attrs["id"].isin(table["id"])
+        if extra_ids.any():
+            log.warning("%s: %d scored ids are not in the corpus; ignored", attrs_dir, int(extra_ids.sum()))
+        merged = table.merge(attrs[~extra_ids], on="id", how="left", validate="one_to_one", indicator=True)
+        unscored = (merged["_merge"] == "left_only").to_numpy()
+        if unscored.any():
+            log.warning("%d documents have no stored attributes; quarantined as %s", int(unscored.sum()),
+                        MISSING_ATTRIBUTES)
+            n = int(unscored.sum())
+            extra_rows.append(pd.DataFrame({
+                "id": merged.loc[unscored, "id"].to_numpy(), "decision": "quarantined",
+                "probability": np.zeros(n), "weight": np.zeros(n), "reason": MISSING_ATTRIBUTES}))
+            keep_idx = np.flatnonzero(~unscored)
+            docs = [docs[i] for i in keep_idx]
+        table = merged.loc[~unscored].drop(columns="_merge").reset_index(drop=True)
+    if table.empty:
+        raise ValueError(f"{corpus}: no document has the attributes strategy {strategy!r} needs")
+
+    # ---- select ----------------------------------------------------------------------------------------
+    if progress:
+        progress("select", 0, 0)
+    ctx = SelectionContext(budget=budget, seed=seed, learner=learner, target_texts=target_texts)
+    selection = selector.select(table, ctx)
+    if not np.array_equal(selection.ids.astype(str), table["id"].astype(str).to_numpy()):
+        raise RuntimeError(f"selector {strategy!r} returned ids in a different order than its input")
+    limit = budget_tokens(table["n_tokens"].to_numpy(), budget)
+    kept_tokens = int(table["n_tokens"].to_numpy()[selection.keep].sum())
+    if kept_tokens > limit:
+        raise RuntimeError(f"selector {strategy!r} kept {kept_tokens} tokens over the budget of {limit}")
+
+    # ---- write -----------------------------------------------------------------------------------------
+    prefix = getattr(selection, "prefix", None)
+    weighted = bool(np.any(np.abs(selection.weight[selection.keep] - 1.0) > 1e-12))
+    pii_counts: Counter[str] = Counter()
+    redact = None
+    if redact_pii:
+        from dynacure.signals.pii import redact
+
+    def kept_docs():
+        for i in np.flatnonzero(selection.keep):
+            d = docs[i]
+            text = d.text
+            if prefix is not None and prefix[i]:
+                text = str(prefix[i]) + text
+            if redact is not None:
+                text, counts = redact(text)
+                pii_counts.update(counts)
+            meta = dict(d.meta)
+            if weighted:
+                meta["curate_weight"] = float(selection.weight[i])
+            yield Document(d.id, text, d.source, meta)
+
+    from dynacure.io.writers import write_corpus
+
+    write_corpus(kept_docs(), out, extra={"curated_from": str(corpus), "strategy": strategy})
+    if len(qrows):
+        extra_rows.append(qrows)
+    manifest = pd.concat([selection.manifest(), *extra_rows], ignore_index=True)
+    manifest["probability"] = manifest["probability"].astype(np.float64)
+    manifest["weight"] = manifest["weight"].astype(np.float64)
+    manifest["reason"] = manifest["reason"].astype(str)
+    _write_parquet(manifest[list(MANIFEST_COLUMNS)], out / "manifest.parquet")
+
+    decisions = manifest["decision"].to_numpy()
+    src = table["source"].to_numpy()
+    ntok = table["n_tokens"].to_numpy()
+    summary: dict[str, Any] = {
+        "format_version": SUMMARY_FORMAT_VERSION,
+        "strategy": strategy,
+        "params": selector.params(),
+        "seed": seed,
+        "budget": budget,
+        "records_read": int(stats.n_read),
+        "documents": int(len(table)),
+        "kept": int((decisions == "keep").sum()),
+        "dropped": int((decisions == "drop").sum()),
+        "quarantined": int((decisions == "quarantined").sum()),
+        "kept_by_reason": dict(Counter(manifest.loc[decisions == "keep", "reason"])),
+        "dropped_by_reason": dict(Counter(manifest.loc[decisions == "drop", "reason"])),
+        "quarantined_by_reason": dict(Counter(r.split(":", 1)[0] for r in
+                                              manifest.loc[decisions == "quarantined", "reason"])),
+        "tokens_pool": int(ntok.sum()),
+        "tokens_budget": limit,
+        "tokens_kept": kept_tokens,
+        "budget_achieved": kept_tokens / limit if limit else 0.0,
+        "kept_share_of_pool_tokens": kept_tokens / max(1, int(ntok.sum())),
+        "by_source": {s: {"documents": int((src == s).sum()), "kept": int(selection.keep[src == s].sum()),
+                          "tokens_kept": int(ntok[(src == s) & selection.keep].sum())}
+                      for s in sorted(set(src))},
+        "weights": rw.model_dump() if rw is not None else None,
+        "redact_pii": redact_pii,
+        "pii_redacted": dict(pii_counts),
+    }
+    write_json_atomic(out / "summary.json", summary)
+    write_run_info(out, "curate", {"corpus": str(corpus), "strategy": strategy, "budget": budget,
+                                   "attributes": str(attributes) if attributes else None,
+                                   "target": str(target) if isinstance(target, str | Path) else None,
+                                   "weights": summary["weights"], "redact_pii": redact_pii,
+                                   "params": summary["params"]}, seed)
+    return CurateResult(out, summary, manifest, selection)

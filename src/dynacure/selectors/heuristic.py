@@ -1,0 +1,99 @@
+"""B1 ``heuristic``: a toxicity threshold plus a keyword blocklist, then random fill to the token budget.
+
+A document is dropped with reason ``toxicity>=T`` when its max toxicity score over the categories present is
+at least ``T``, or ``blocklist:<word>`` when its text contains a blocklisted word (whole word, any case);
+the passing documents are sampled uniformly at random (seeded) until the budget is used; the rest get
+reason ``budget``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dynacure.selectors import register_selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
+from dynacure.selectors.common import check_table, max_toxicity, token_counts, toxicity_columns
+
+
+def load_blocklist(path: str | Path | None = None) -> list[str]:
+    """Words/phrases from ``path`` (default: packaged ``blocklist.txt``), lower-cased, comments skipped."""
+    if path is None:
+        text = resources.files("dynacure.selectors").joinpath("blocklist.txt").read_text(encoding="utf-8")
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: blocklist file not found")
+        text = p.read_text(encoding="utf-8")
+    words = []
+    for line in text.splitlines():
+        w = line.split("#", 1)[0].strip().lower()
+        if w:
+            words.append(w)
+    return words
+
+
+def blocklist_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    # Longest first so a phrase wins over a word it contains; \b on both sides = whole words only.
+    ws = sorted({w for w in words if w}, key=len, reverse=True)
+    if not ws:
+        return None
+    return re.compile(
+        r"\b(" + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in ws) + r")\b", re.IGNORECASE
+    )
+
+
+@register_selector("heuristic")
+class HeuristicSelector(Selector):
+    name: ClassVar[str] = "heuristic"
+    needs_text: ClassVar[bool] = True
+    signals: ClassVar[tuple[str, ...]] = ("profanity",)
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        blocklist: str | Path | list[str] | None = None,
+        toxicity_columns: list[str] | None = None,
+        calibrator: object = None,
+        n_draws: int = 32,
+    ) -> None:
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"heuristic threshold must be in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
+        self.words = list(blocklist) if isinstance(blocklist, list) else load_blocklist(blocklist)
+        self.pattern = blocklist_pattern(self.words)
+        self.columns = toxicity_columns
+        self.calibrator = calibrator
+        self.n_draws = int(n_draws)
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_budget(ctx.budget)
+        check_table(table, ("id", "n_tokens", "text"))
+        n = len(table)
+        reason = np.full(n, "", dtype=object)
+        cols = self.columns if self.columns is not None else toxicity_columns(table)
+        tox = max_toxicity(table, cols, self.calibrator)
+        reason[tox >= self.threshold] = f"toxicity>={self.threshold:g}"
+        if self.pattern is not None:
+            texts = table["text"].astype(str).tolist()
+            for i in np.flatnonzero(reason == ""):
+                m = self.pattern.search(texts[i])
+                if m:
+                    reason[i] = "blocklist:" + re.sub(r"\s+", " ", m.group(1).lower())
+        passing = reason == ""
+        res = sample_to_budget(
+            np.zeros(n), token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
+        )
+        reason[passing & res.keep] = "kept"
+        reason[passing & ~res.keep] = BUDGET_REASON
+        return Selection(table["id"].astype(str).to_numpy(), res.probability, np.ones(n), res.keep, reason)
+
+    def params(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "n_blocklist_words": len(self.words), "columns": self.columns}

@@ -1,0 +1,54 @@
+"""B3 ``raft``: RAFT (Dong et al. 2023) applied to input data: rank documents by the composite reward and
+keep the top of the ranking to the token budget."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dynacure.selectors import register_selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.budget import BUDGET_REASON, check_budget, top_to_budget
+from dynacure.selectors.common import check_table, token_counts
+from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
+
+
+@register_selector("raft")
+class RaftSelector(Selector):
+    name: ClassVar[str] = "raft"
+    signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram", "alignment", "quality")
+
+    def __init__(
+        self,
+        weights: RewardWeights | str | dict | None = None,
+        columns: RewardColumns | None = None,
+        calibrator: object = None,
+    ) -> None:
+        if isinstance(weights, str):
+            weights = RewardWeights.parse(weights)
+        elif isinstance(weights, dict):
+            weights = RewardWeights(**weights)
+        self.weights = weights or RewardWeights()
+        self.columns = columns or RewardColumns()
+        self.calibrator = calibrator
+        self.last_reward: np.ndarray | None = None
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_budget(ctx.budget)
+        check_table(table)
+        reward = composite_reward(table, self.weights, self.columns, self.calibrator)
+        self.last_reward = reward
+        res = top_to_budget(reward, token_counts(table), ctx.budget)
+        reason = np.where(res.keep, "top_reward", BUDGET_REASON).astype(object)
+        return Selection(
+            table["id"].astype(str).to_numpy(), res.probability, np.ones(len(table)), res.keep, reason
+        )
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights.model_dump(),
+            "columns": self.columns.model_dump(),
+            "calibrated": self.calibrator is not None,
+        }

@@ -1,0 +1,33 @@
+"""B0 ``random``: uniform random documents to the token budget (seeded), the floor to beat."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dynacure.selectors import register_selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
+from dynacure.selectors.common import check_table, token_counts
+
+
+@register_selector("random")
+class RandomSelector(Selector):
+    name: ClassVar[str] = "random"
+    signals: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, n_draws: int = 32) -> None:
+        self.n_draws = int(n_draws)
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_budget(ctx.budget)
+        check_table(table)
+        n = len(table)
+        res = sample_to_budget(np.zeros(n), token_counts(table), ctx.budget, ctx.seed, n_draws=self.n_draws)
+        reason = np.where(res.keep, "sampled", BUDGET_REASON).astype(object)
+        return Selection(table["id"].astype(str).to_numpy(), res.probability, np.ones(n), res.keep, reason)
+
+    def params(self) -> dict[str, Any]:
+        return {"n_draws": self.n_draws}

@@ -1,0 +1,146 @@
+"""The composite data reward shared by RAFT and the RL loop: R = w_s*safety + w_a*alignment + w_u*utility.
+
+- safety = 1 - (calibrated) toxicity, the max over the toxicity categories present, so a document counts
+  as toxic if it is toxic in any category;
+- alignment = the alignment proxy's score;
+- utility = the quality score, optionally times an information-density column.
+
+All three are in [0, 1], so R is in [0, 1]. A component with weight 0 does not need its columns.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from dynacure.config import StrictModel
+from dynacure.selectors.common import TOXICITY_SIGNALS, apply_calibrator, toxicity_columns
+
+_TOL = 1e-6
+
+
+class RewardWeights(StrictModel):
+    """Weights of the three reward components; each in [0, 1] and together summing to 1."""
+
+    safety: float = Field(0.5, ge=0.0, le=1.0)
+    alignment: float = Field(0.3, ge=0.0, le=1.0)
+    utility: float = Field(0.2, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Self:
+        total = self.safety + self.alignment + self.utility
+        if abs(total - 1.0) > _TOL:
+            raise ValueError(
+                f"reward weights must sum to 1 (safety+alignment+utility), got "
+                f"{self.safety}+{self.alignment}+{self.utility} = {total:.6g}"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> RewardWeights:
+        """From ``"safety,alignment,utility"``, e.g. ``"0.5,0.3,0.2"``; ValueError when malformed."""
+        parts = [p.strip() for p in str(text).split(",")]
+        if len(parts) != 3:
+            raise ValueError(
+                f"--weights takes three comma-separated numbers safety,alignment,utility; got {text!r}"
+            )
+        try:
+            s, a, u = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"--weights: not numbers: {text!r}") from None
+        from pydantic import ValidationError
+
+        try:
+            return cls(safety=s, alignment=a, utility=u)
+        except ValidationError as exc:
+            msgs = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"--weights {text!r}: {msgs}") from None
+
+
+class RewardColumns(StrictModel):
+    """Which attribute columns feed each component.
+
+    ``toxicity`` None means every column of the toxicity signals present (``toxicity_ngram``,
+    ``toxicity_minilm``, ``profanity``).
+    """
+
+    toxicity: list[str] | None = None
+    alignment: str = "alignment__score"
+    utility: str = "quality__score"
+    density: str | None = None
+
+
+def _column(table: pd.DataFrame, name: str) -> np.ndarray:
+    values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(values).any():
+        raise ValueError(
+            f"reward column {name!r} has {int(np.isnan(values).sum())} missing/non-numeric values"
+        )
+    if len(values) and (values.min() < -_TOL or values.max() > 1 + _TOL):
+        raise ValueError(
+            f"reward column {name!r} must be in [0, 1]; found [{values.min():.4g}, {values.max():.4g}]"
+        )
+    return np.clip(values, 0.0, 1.0)
+
+
+def reward_components(
+    table: pd.DataFrame,
+    weights: RewardWeights | None = None,
+    columns: RewardColumns | None = None,
+    calibrator: object = None,
+) -> dict[str, np.ndarray]:
+    """The three components (each in [0, 1]) for every row; only the ones with a nonzero weight."""
+    weights = weights or RewardWeights()
+    columns = columns or RewardColumns()
+    tox_cols = columns.toxicity if columns.toxicity is not None else toxicity_columns(table)
+    need: list[str] = []
+    if weights.safety > 0:
+        need += tox_cols if tox_cols else [f"{s}__*" for s in TOXICITY_SIGNALS]
+    if weights.alignment > 0:
+        need.append(columns.alignment)
+    if weights.utility > 0:
+        need.append(columns.utility)
+        if columns.density:
+            need.append(columns.density)
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"composite reward needs column(s) {missing} missing from the attributes; "
+            f"score the corpus with the signals they come from"
+        )
+    out: dict[str, np.ndarray] = {}
+    if weights.safety > 0:
+        tox = np.max(
+            np.vstack([apply_calibrator(calibrator, c, _column(table, c)) for c in tox_cols]), axis=0
+        )
+        out["safety"] = 1.0 - np.clip(tox, 0.0, 1.0)
+    if weights.alignment > 0:
+        out["alignment"] = _column(table, columns.alignment)
+    if weights.utility > 0:
+        util = _column(table, columns.utility)
+        if columns.density:
+            util = util * _column(table, columns.density)
+        out["utility"] = util
+    return out
+
+
+def composite_reward(
+    table: pd.DataFrame,
+    weights: RewardWeights | None = None,
+    columns: RewardColumns | None = None,
+    calibrator: object = None,
+) -> np.ndarray:
+    """R = w_s*safety + w_a*alignment + w_u*utility per row of ``table``, in [0, 1].
+
+    ``calibrator``: an ``IsotonicCalibrator`` (or a mapping toxicity column -> calibrator) applied to the
+    raw toxicity scores before ``safety = 1 - toxicity``; None uses the raw scores.
+    """
+    weights = weights or RewardWeights()
+    comps = reward_components(table, weights, columns, calibrator)
+    reward = np.zeros(len(table), dtype=np.float64)
+    for name, values in comps.items():
+        reward += getattr(weights, name) * values
+    return reward

@@ -1,0 +1,96 @@
+"""Where our trained scorers live and how they are stored: safetensors weights + a JSON metadata file.
+
+A model is a folder ``MODEL_DIR/<name>/`` with ``weights.safetensors`` (numpy arrays only, no pickle) and
+``meta.json`` (``format_version``, ``kind``, categories, feature parameters, training data description,
+seed, held-out metrics). Loading a folder written with another ``format_version`` or of another ``kind``
+is refused with a message that says what was found and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from dynacure.io.atomic import atomic_path, write_json_atomic
+
+FORMAT_VERSION = 1
+HOME_ENV = "DYNACURE_HOME"
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "meta.json"
+
+# Folder names of the models train-scorer writes (the signals and the judge look them up by these names).
+TOXICITY_NGRAM = "toxicity_ngram"
+TOXICITY_MINILM = "toxicity_minilm"
+JUDGE = "judge"
+ALIGNMENT = "alignment"
+
+
+class ModelMissingError(FileNotFoundError):
+    """A scorer's model folder is not there; the message says how to make it."""
+
+
+def model_dir() -> Path:
+    """``$DYNACURE_HOME/models`` if set, else ``~/.cache/dynacure/models``."""
+    home = os.environ.get(HOME_ENV)
+    base = Path(home) if home else Path.home() / ".cache" / "dynacure"
+    return base / "models"
+
+
+def resolve(name: str, root: str | Path | None = None) -> Path:
+    return (Path(root) if root is not None else model_dir()) / name
+
+
+@dataclass
+class SavedModel:
+    """Arrays plus metadata of one scorer, as read from or written to disk."""
+
+    kind: str
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(path: str | Path, model: SavedModel) -> Path:
+    """Write ``weights.safetensors`` then ``meta.json``, atomically; a folder with meta is whole."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.ascontiguousarray(v) for k, v in model.arrays.items()}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(arrays, str(tmp))
+    meta = dict(model.meta)
+    meta["format_version"] = FORMAT_VERSION
+    meta["kind"] = model.kind
+    write_json_atomic(folder / META_FILE, meta)
+    return folder
+
+
+def missing_message(folder: Path, which: str) -> str:
+    return (f"{folder}: no trained {which!r} model found; run `dynacure train-scorer --data-dir "
+            f"../shared/data --out {folder.parent} --which {which}` (or set {HOME_ENV})")
+
+
+def load_model(path: str | Path, kind: str, which: str | None = None) -> SavedModel:
+    """Read a model folder and check its ``format_version`` and ``kind`` before touching the weights."""
+    folder = Path(path)
+    meta_path = folder / META_FILE
+    if not meta_path.exists():
+        raise ModelMissingError(missing_message(folder, which or kind))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: field format_version is {version!r}, this dynacure reads "
+                         f"{FORMAT_VERSION}; retrain it with `dynacure train-scorer`")
+    if meta.get("kind") != kind:
+        raise ValueError(f"{meta_path}: field kind is {meta.get('kind')!r}, expected {kind!r}")
+    weights = folder / WEIGHTS_FILE
+    if not weights.exists():
+        raise ModelMissingError(f"{weights}: weights file missing next to {META_FILE}; retrain the model")
+    return SavedModel(kind=kind, arrays=load_file(str(weights)), meta=meta)
