@@ -107,6 +107,23 @@ def summary_table(results) -> Table:  # noqa: ANN001 - a pandas DataFrame
     return t
 
 
+def composition_table(out: Path) -> Table:
+    """Kept tokens and gold toxic share by source, strategies side by side (also RUNS/composition.json)."""
+    from dynacure.experiments.composition import wide_view, write_composition
+
+    comp = write_composition(out)
+    t = Table(title="curated corpora: kept tokens (gold toxic share of kept docs) by source")
+    if not len(comp):
+        return t
+    wide = wide_view(comp)
+    t.add_column("source")
+    for col in wide.columns:
+        t.add_column(str(col), justify="right")
+    for source, row in wide.iterrows():
+        t.add_row(str(source), *[str(v) for v in row])
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command("experiment")
     @cli_errors
@@ -140,6 +157,7 @@ def register(app: typer.Typer) -> None:
             ev = RichEvents(progress, console)
             results = run_experiment(cfg, out, events=ev.events(in_process=n_workers <= 1), workers=n_workers)
         if len(results):
+            console.print(composition_table(out))
             console.print(summary_table(results))
         console.print(f"results: {out / 'results.parquet'} ({len(results)} rows)")
         if report and len(results):
