@@ -40,6 +40,9 @@ def summary_table(summary: dict) -> Table:
     t.add_row("quarantined", f"{summary['quarantined']:,}")
     for reason, n in sorted(summary["quarantined_by_reason"].items()):
         t.add_row(f"  quarantined: {reason}", f"{n:,}")
+    accounted = summary["kept"] + summary["dropped"] + summary["quarantined"]
+    ok = "ok" if accounted == summary["records_read"] else "MISMATCH"
+    t.add_row("kept + dropped + quarantined", f"{accounted:,} = records read ({ok})")
     t.add_row("tokens kept / budget", f"{summary['tokens_kept']:,} / {summary['tokens_budget']:,}")
     t.add_row("budget achieved", f"{summary['budget_achieved']:.1%}")
     return t
@@ -60,6 +63,8 @@ def register(app: typer.Typer) -> None:
         redact_pii: bool = typer.Option(False, "--redact-pii", help="Redact PII in the kept documents."),
         learner: Path | None = typer.Option(None, "--learner", help="Saved learner (prior for color/ica)."),
         param: list[str] = typer.Option([], "--param", help="Strategy parameter KEY=VALUE (JSON value)."),
+        shard_size: int = typer.Option(10000, "--shard-size", help="Documents per read/scoring shard."),
+        out_shard_size: int = typer.Option(5000, "--out-shard-size", help="Documents per output shard."),
     ) -> None:
         """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
         from dynacure.selectors import selector_class
@@ -72,6 +77,13 @@ def register(app: typer.Typer) -> None:
         selector_class(strategy)
         rw = RewardWeights.parse(weights) if weights is not None else None
         params = _parse_params(param)
+        if shard_size < 1 or out_shard_size < 1:
+            raise ValueError("--shard-size and --out-shard-size must be >= 1")
+        factory = selector_class(strategy)
+        try:  # bad strategy parameters are refused here, before any output exists
+            factory(**params)
+        except TypeError as exc:
+            raise ValueError(f"--param for strategy {strategy!r}: {exc}") from None
         model = None
         if learner is not None:
             from dynacure.learners import load_learner
@@ -87,6 +99,6 @@ def register(app: typer.Typer) -> None:
 
             result = curate(corpus, out, strategy, budget, attributes=attributes, target=target,
                             seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
-                            progress=progress)
+                            shard_size=shard_size, out_shard_size=out_shard_size, progress=progress)
         Console().print(summary_table(result.summary))
         Console().print(f"curated corpus, manifest.parquet and summary.json in {out}")

@@ -321,12 +321,19 @@ def build_tables(cfg: ExperimentConfig, ws: Workspace, corpus: Path) -> pd.DataF
     if ws.table.exists() and ws.documents.exists():
         return pd.read_parquet(ws.table)
     from dynacure.io.attributes import join_attributes, read_attributes
+    from dynacure.io.quarantine import Quarantine
     from dynacure.io.readers import read_documents
 
     rows, gold = [], []
-    for d in read_documents(corpus):
-        rows.append({"id": d.id, "source": d.source, "n_tokens": count_tokens(d.text), "text": d.text})
-        gold.append({"id": d.id, **_gold_columns(d.meta)})
+    # Records the readers cannot use are set aside in RUNS/quarantine.jsonl (counted in experiment.json),
+    # so documents in the cells + quarantined == records in the corpus.
+    with Quarantine(ws.root / "quarantine.jsonl") as quar:
+        for d in read_documents(corpus, quarantine=quar):
+            rows.append({"id": d.id, "source": d.source, "n_tokens": count_tokens(d.text), "text": d.text})
+            gold.append({"id": d.id, **_gold_columns(d.meta)})
+    if quar.total:
+        log.warning("%s: %d records quarantined (%s)", corpus, quar.total, quar.counts())
+    _update_experiment(ws, corpus_quarantined=quar.counts())
     docs = pd.DataFrame(rows)
     table = join_attributes(docs, read_attributes(ws.attrs, cfg.scoring.signals))
     missing = int(table.drop(columns=["id", "source", "n_tokens", "text"]).isna().all(axis=1).sum())

@@ -9,10 +9,18 @@ reused on a rerun); select at the token budget; write
   PII redacted with ``redact_pii``; ``meta["curate_weight"]`` carries a loss weight other than 1),
 - ``OUT/manifest.parquet``: one row per input record (``id, decision, probability, weight, reason``), with
   decision ``keep`` / ``drop`` / ``quarantined``,
-- ``OUT/summary.json`` and ``OUT/run.json``.
+- ``OUT/run.json`` and, last, ``OUT/summary.json``: the folder is complete exactly when ``summary.json``
+  exists. A rerun first removes it (and temporary files a killed run left), then redoes the work; attribute
+  shards scored by the killed run are reused, and every file is written atomically and byte-deterministically,
+  so a run killed at any point and rerun gives the same files as an uninterrupted run.
 
-Memory: the candidate table (ids, token counts, attributes, and text for text-based strategies) is held
-whole because every strategy ranks the whole pool; the shards are read and scored one at a time.
+Accounting: every record read is exactly one manifest row, so ``kept + dropped + quarantined ==
+records_read`` (checked before the summary is written).
+
+Memory: the candidate table (ids, token counts, attributes, and text only for strategies with
+``needs_text``) is held whole because every strategy ranks the whole pool; it uses Arrow-backed string
+columns. Documents are not held: the shards are read and scored one at a time, and the kept documents are
+written in a second streaming pass over the corpus.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,7 @@ from dynacure.selectors.reward import RewardWeights
 log = logging.getLogger(__name__)
 
 SUMMARY_FORMAT_VERSION = 1
+SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
 MANIFEST_COLUMNS = ("id", "decision", "probability", "weight", "reason")
 MISSING_ATTRIBUTES = "missing_attributes"
 # Strategies that cannot run without a target / holdout set.
@@ -125,6 +134,18 @@ def _quarantine_rows(entries: list[dict[str, Any]], corpus: Path) -> pd.DataFram
                          "weight": np.zeros(n), "reason": reasons})
 
 
+def _start_clean(out: Path) -> None:
+    """Make a (re)started run look unfinished and drop the temporary files a killed run left behind."""
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
+    for tmp in [*out.glob(".*.tmp"), *out.glob("attributes/*/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
+
+
+def _str_array(values: list[str]) -> pd.Series:
+    # Arrow-backed strings: a few bytes per id instead of a Python object each (memory scales with corpus).
+    return pd.Series(values, dtype="str")
+
+
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
@@ -134,7 +155,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
            attributes: str | Path | None = None, target: str | Path | list[str] | None = None, seed: int = 0,
            weights: RewardWeights | str | None = None, redact_pii: bool = False,
            params: dict[str, Any] | None = None, learner: Learner | None = None, shard_size: int = 10000,
-           progress: ProgressFn | None = None) -> CurateResult:
+           out_shard_size: int = 5000, progress: ProgressFn | None = None) -> CurateResult:
     """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``."""
     # ---- refuse bad input before any work ---------------------------------------------------------------
     budget = check_budget(budget)
@@ -147,6 +168,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         raise FileNotFoundError(f"{attributes}: attributes folder not found")
     if strategy in NEEDS_TARGET and target is None:
         raise ValueError(f"strategy {strategy!r} needs a target/holdout set (--target TARGET_CORPUS)")
+    if shard_size < 1 or out_shard_size < 1:
+        raise ValueError(f"shard sizes must be >= 1 (shard_size={shard_size}, "
+                         f"out_shard_size={out_shard_size})")
     params = dict(params or {})
     if rw is not None:
         if not _accepts(factory, "weights"):
@@ -155,6 +179,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     selector = factory(**params) if params else factory()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _start_clean(out)
     rng_seed = seed_everything(seed)  # torch/numpy for learner-based strategies
     del rng_seed
     target_texts = read_target_texts(target) if isinstance(target, str | Path) else target
@@ -170,26 +195,41 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         from dynacure.signals.base import get_signal
 
         scorers = {name: get_signal(name) for name in needed}
-    docs: list[Document] = []
+    needs_text = bool(getattr(selector, "needs_text", True))
+    ids: list[pd.Series] = []
+    sources: list[pd.Series] = []
+    ntoks: list[np.ndarray] = []
+    texts: list[pd.Series] = []
     stats = ReadStats()
     qpath = out / "quarantine.jsonl"
     with Quarantine(qpath) as quarantine:
         for shard in iter_shards(corpus, shard_size=shard_size, quarantine=quarantine, stats=stats):
             if scorers and shard.docs:
                 _score_shard(attrs_dir, scorers, shard.name, shard.docs)
-            docs.extend(shard.docs)
+            ids.append(_str_array([d.id for d in shard.docs]))
+            sources.append(_str_array([d.source for d in shard.docs]))
+            ntoks.append(np.array([count_tokens(d.text) for d in shard.docs], dtype=np.int64))
+            if needs_text:
+                texts.append(_str_array([d.text for d in shard.docs]))
             if progress:
                 progress("read", stats.n_read, 0)
     qrows = _quarantine_rows(read_quarantine(qpath), corpus)
-    if not docs:
+    n_docs_read = int(sum(len(x) for x in ids))
+    if not n_docs_read:
         raise ValueError(f"{corpus}: no readable documents ({len(qrows)} quarantined)")
 
-    table = pd.DataFrame({
-        "id": [d.id for d in docs],
-        "source": [d.source for d in docs],
-        "n_tokens": np.array([count_tokens(d.text) for d in docs], dtype=np.int64),
-        "text": [d.text for d in docs],
-    })
+    columns: dict[str, Any] = {
+        "id": pd.concat(ids, ignore_index=True),
+        "source": pd.concat(sources, ignore_index=True),
+        "n_tokens": np.concatenate(ntoks),
+    }
+    if needs_text:
+        columns["text"] = pd.concat(texts, ignore_index=True)
+    del ids, sources, ntoks, texts
+    table = pd.DataFrame(columns)
+    del columns
+    # Table row -> position among the documents read (rows without attributes are removed below).
+    read_pos = np.arange(n_docs_read, dtype=np.int64)
     # ---- attach attributes -----------------------------------------------------------------------------
     extra_rows: list[pd.DataFrame] = []
     use_signals = [s for s in signals_in(attrs_dir) if s != "embedding" or strategy == "ica"] \
@@ -198,6 +238,14 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         use_signals = [s for s in use_signals if s in scorers]
     if use_signals:
         attrs = read_attributes(attrs_dir, use_signals)
+        if len(attrs) == len(table) and bool(attrs["id"].astype("str").reset_index(drop=True)
+                                             .eq(table["id"]).all()):
+            # Scored in reading order (the usual case): attach by position, no hash join over every id.
+            use_signals = []
+            for col in attrs.columns.drop("id"):
+                table[col] = attrs[col].to_numpy()
+            del attrs
+    if use_signals:
         extra_ids = ~attrs["id"].isin(table["id"])
         if extra_ids.any():
             log.warning("%s: %d scored ids are not in the corpus; ignored", attrs_dir, int(extra_ids.sum()))
@@ -210,8 +258,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
             extra_rows.append(pd.DataFrame({
                 "id": merged.loc[unscored, "id"].to_numpy(), "decision": "quarantined",
                 "probability": np.zeros(n), "weight": np.zeros(n), "reason": MISSING_ATTRIBUTES}))
-            keep_idx = np.flatnonzero(~unscored)
-            docs = [docs[i] for i in keep_idx]
+            read_pos = read_pos[~unscored]
         table = merged.loc[~unscored].drop(columns="_merge").reset_index(drop=True)
     if table.empty:
         raise ValueError(f"{corpus}: no document has the attributes strategy {strategy!r} needs")
@@ -236,23 +283,40 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     if redact_pii:
         from dynacure.signals.pii import redact
 
-    def kept_docs():
-        for i in np.flatnonzero(selection.keep):
-            d = docs[i]
-            text = d.text
-            if prefix is not None and prefix[i]:
-                text = str(prefix[i]) + text
-            if redact is not None:
-                text, counts = redact(text)
-                pii_counts.update(counts)
-            meta = dict(d.meta)
-            if weighted:
-                meta["curate_weight"] = float(selection.weight[i])
-            yield Document(d.id, text, d.source, meta)
+    # Second streaming pass: the kept documents are re-read rather than held in memory since the first.
+    row_of = np.full(n_docs_read, -1, dtype=np.int64)
+    row_of[read_pos] = np.arange(len(read_pos))
+    keep = selection.keep
+    sel_ids = selection.ids
+
+    def kept_docs() -> Iterator[Document]:
+        k = 0
+        for shard in iter_shards(corpus, shard_size=shard_size, quarantine=Quarantine()):
+            for d in shard.docs:
+                i = row_of[k] if k < n_docs_read else -1
+                k += 1
+                if i < 0 or not keep[i]:
+                    continue
+                if str(sel_ids[i]) != d.id:
+                    raise RuntimeError(f"{corpus}: changed while curating (document {k} is {d.id!r}, "
+                                       f"expected {sel_ids[i]!r}); rerun")
+                text = d.text
+                if prefix is not None and prefix[i]:
+                    text = str(prefix[i]) + text
+                if redact is not None:
+                    text, counts = redact(text)
+                    pii_counts.update(counts)
+                meta = dict(d.meta)
+                if weighted:
+                    meta["curate_weight"] = float(selection.weight[i])
+                yield Document(d.id, text, d.source, meta)
+        if k != n_docs_read:
+            raise RuntimeError(f"{corpus}: changed while curating ({k} documents now, {n_docs_read} before)")
 
     from dynacure.io.writers import write_corpus
 
-    write_corpus(kept_docs(), out, extra={"curated_from": str(corpus), "strategy": strategy})
+    write_corpus(kept_docs(), out, shard_size=out_shard_size,
+                 extra={"curated_from": str(corpus), "strategy": strategy})
     if len(qrows):
         extra_rows.append(qrows)
     manifest = pd.concat([selection.manifest(), *extra_rows], ignore_index=True)
@@ -262,7 +326,17 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     _write_parquet(manifest[list(MANIFEST_COLUMNS)], out / "manifest.parquet")
 
     decisions = manifest["decision"].to_numpy()
-    src = table["source"].to_numpy()
+    # Per-source counts from category codes: no per-document Python strings.
+    src = table["source"].astype("category")
+    codes = src.cat.codes.to_numpy()
+    n_src = len(src.cat.categories)
+    src_docs = np.bincount(codes, minlength=n_src)
+    src_kept = np.bincount(codes, weights=selection.keep, minlength=n_src)
+    src_tokens = np.bincount(codes, weights=np.where(selection.keep, table["n_tokens"].to_numpy(), 0),
+                             minlength=n_src)
+    by_source = {str(name): {"documents": int(src_docs[c]), "kept": int(src_kept[c]),
+                             "tokens_kept": int(src_tokens[c])}
+                 for c, name in sorted(enumerate(src.cat.categories), key=lambda x: str(x[1]))}
     ntok = table["n_tokens"].to_numpy()
     summary: dict[str, Any] = {
         "format_version": SUMMARY_FORMAT_VERSION,
@@ -284,17 +358,20 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "tokens_kept": kept_tokens,
         "budget_achieved": kept_tokens / limit if limit else 0.0,
         "kept_share_of_pool_tokens": kept_tokens / max(1, int(ntok.sum())),
-        "by_source": {s: {"documents": int((src == s).sum()), "kept": int(selection.keep[src == s].sum()),
-                          "tokens_kept": int(ntok[(src == s) & selection.keep].sum())}
-                      for s in sorted(set(src))},
+        "by_source": by_source,
         "weights": rw.model_dump() if rw is not None else None,
         "redact_pii": redact_pii,
         "pii_redacted": dict(pii_counts),
     }
-    write_json_atomic(out / "summary.json", summary)
+    accounted = summary["kept"] + summary["dropped"] + summary["quarantined"]
+    if accounted != summary["records_read"] or manifest["id"].duplicated().any():
+        raise RuntimeError(f"accounting error: kept + dropped + quarantined = {accounted} manifest rows "
+                           f"({int(manifest['id'].duplicated().sum())} repeated ids) for "
+                           f"{summary['records_read']} records read")
     write_run_info(out, "curate", {"corpus": str(corpus), "strategy": strategy, "budget": budget,
                                    "attributes": str(attributes) if attributes else None,
                                    "target": str(target) if isinstance(target, str | Path) else None,
                                    "weights": summary["weights"], "redact_pii": redact_pii,
                                    "params": summary["params"]}, seed)
+    write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
     return CurateResult(out, summary, manifest, selection)
