@@ -45,6 +45,12 @@ def summary_table(summary: dict) -> Table:
     t.add_row("kept + dropped + quarantined", f"{accounted:,} = records read ({ok})")
     t.add_row("tokens kept / budget", f"{summary['tokens_kept']:,} / {summary['tokens_budget']:,}")
     t.add_row("budget achieved", f"{summary['budget_achieved']:.1%}")
+    cap = summary.get("disparity_cap")
+    if cap:
+        t.add_row(f"disparity cap {cap['max_ratio']:g}: re-admitted / dropped",
+                  f"{cap['readmitted']:,} / {cap['dropped']:,}")
+        t.add_row("worst group removal ratio before -> after",
+                  f"{cap['worst_ratio_before']:.2f} -> {cap['worst_ratio_after']:.2f}")
     return t
 
 
@@ -65,6 +71,10 @@ def register(app: typer.Typer) -> None:
         param: list[str] = typer.Option([], "--param", help="Strategy parameter KEY=VALUE (JSON value)."),
         shard_size: int = typer.Option(10000, "--shard-size", help="Documents per read/scoring shard."),
         out_shard_size: int = typer.Option(5000, "--out-shard-size", help="Documents per output shard."),
+        disparity_cap: float | None = typer.Option(
+            None, "--disparity-cap", metavar="RATIO",
+            help="Re-admit documents of identity/dialect groups removed more than RATIO x the overall rate "
+                 "(same token budget; see `dynacure audit`)."),
     ) -> None:
         """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
         from dynacure.selectors import selector_class
@@ -79,6 +89,8 @@ def register(app: typer.Typer) -> None:
         params = _parse_params(param)
         if shard_size < 1 or out_shard_size < 1:
             raise ValueError("--shard-size and --out-shard-size must be >= 1")
+        if disparity_cap is not None and not disparity_cap >= 1.0:
+            raise ValueError(f"--disparity-cap takes a ratio >= 1, got {disparity_cap}")
         factory = selector_class(strategy)
         try:  # bad strategy parameters are refused here, before any output exists
             factory(**params)
@@ -99,6 +111,7 @@ def register(app: typer.Typer) -> None:
 
             result = curate(corpus, out, strategy, budget, attributes=attributes, target=target,
                             seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
-                            shard_size=shard_size, out_shard_size=out_shard_size, progress=progress)
+                            shard_size=shard_size, out_shard_size=out_shard_size, progress=progress,
+                            disparity_cap=disparity_cap)
         Console().print(summary_table(result.summary))
         Console().print(f"curated corpus, manifest.parquet and summary.json in {out}")

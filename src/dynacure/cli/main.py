@@ -39,6 +39,7 @@ def main(
 
 def _register() -> None:
     from dynacure.cli import (
+        adapt,
         audit,
         curate,
         demo,
@@ -52,7 +53,7 @@ def _register() -> None:
     )
 
     app.add_typer(pool.app, name="pool", help="Build a raw pool from local copies of public datasets.")
-    for mod in (demo, score, train_scorer, curate, train, evaluate, experiment, report, audit):
+    for mod in (demo, score, train_scorer, curate, train, evaluate, experiment, report, audit, adapt):
         mod.register(app)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from dynacure.io.atomic import write_json_atomic
 from dynacure.io.attributes import write_attribute_shard
-from dynacure.signals.base import Signal, available_signals
+from dynacure.signals.base import Signal, available_signals, get_signal
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class ScoreSummary:
     quarantine_counts: dict[str, int] = field(default_factory=dict)
     scored_docs: dict[str, int] = field(default_factory=dict)  # newly scored this run, per signal
     skipped_shards: dict[str, int] = field(default_factory=dict)  # already done (resumed), per signal
+    resumed_docs: dict[str, int] = field(default_factory=dict)  # documents in those shards, per signal
     seconds: dict[str, float] = field(default_factory=dict)  # time inside each signal's score()
     wall_seconds: float = 0.0
     signal_params: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +59,25 @@ class ScoreSummary:
     def docs_per_second(self) -> float:
         scored = max(self.scored_docs.values(), default=0)
         return scored / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def accounting_errors(self) -> list[str]:
+        """Where the counts do not add up (empty when every record read is scored or quarantined)."""
+        errors = []
+        if self.n_docs + self.n_quarantined != self.n_read:
+            errors.append(f"read {self.n_read} records but kept {self.n_docs} + quarantined "
+                          f"{self.n_quarantined}")
+        for name in self.signals:
+            have = self.scored_docs.get(name, 0) + self.resumed_docs.get(name, 0)
+            if have != self.n_docs:
+                errors.append(f"signal {name!r}: {have} documents scored (incl. resumed), corpus has "
+                              f"{self.n_docs}")
+        return errors
+
+
+def new_summary(engine: str, attrs_dir: str | Path, names: list[str]) -> ScoreSummary:
+    return ScoreSummary(engine=engine, attrs_dir=str(attrs_dir), signals=names,
+                        scored_docs=dict.fromkeys(names, 0), skipped_shards=dict.fromkeys(names, 0),
+                        resumed_docs=dict.fromkeys(names, 0), seconds=dict.fromkeys(names, 0.0))
 
 
 def parse_signal_names(signals: str | Sequence[str]) -> list[str]:
@@ -87,6 +107,21 @@ def check_signal_kwargs(names: Sequence[str], signal_kwargs: Mapping[str, Mappin
             raise ValueError(f"signal_kwargs[{name!r}] must be JSON-serialisable (it is recorded): "
                              f"{exc}") from None
     return {n: kwargs.get(n, {}) for n in names}
+
+
+def build_signals(names: Sequence[str], kwargs: Mapping[str, Mapping[str, Any]]) -> dict[str, Signal]:
+    """Build each signal once, before any work, so a missing model or a bad argument fails up front.
+
+    ``ModelMissingError`` (a ``FileNotFoundError`` whose message says how to train the model) passes through;
+    an argument the signal does not take becomes a ``ValueError`` naming the signal.
+    """
+    built: dict[str, Signal] = {}
+    for name in names:
+        try:
+            built[name] = get_signal(name, **kwargs.get(name, {}))
+        except TypeError as exc:
+            raise ValueError(f"signal {name!r}: bad --signal-arg ({exc})") from None
+    return built
 
 
 def ids_digest(ids: Sequence[str]) -> str:

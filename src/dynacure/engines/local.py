@@ -1,7 +1,8 @@
 """Local scoring engine: stream corpus shards through a process pool of signal workers.
 
 The main process reads shards (``dynacure.io.readers.iter_shards``), skips (shard, signal) pairs that an
-earlier run finished, and hands the rest to a ``ProcessPoolExecutor`` (spawn context: no forked copies of
+earlier run finished, and hands the rest to a ``ProcessPoolExecutor`` (forkserver context where the platform
+has it, else spawn: no forked copies of
 loaded models or threads). Each worker builds each signal once and keeps it for every shard it scores; it
 writes the attribute table and then the done-marker itself, so only ids and texts cross process borders.
 At most ``2 * workers`` shards are in flight, which bounds memory by shard size, not corpus size.
@@ -15,12 +16,15 @@ import json
 import logging
 import multiprocessing
 import os
+import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -32,11 +36,14 @@ from rich.progress import (
 )
 
 from dynacure.engines.common import (
+    DONE_DIR,
     QUARANTINE_FILE,
     ScoreSummary,
+    build_signals,
     check_resume_compatible,
     check_signal_kwargs,
     json_safe,
+    new_summary,
     parse_signal_names,
     score_shard,
     shard_is_done,
@@ -52,8 +59,12 @@ log = logging.getLogger(__name__)
 _WORKER_SIGNALS: dict[str, Signal] = {}
 
 
+def _cache_key(name: str, kwargs: Mapping[str, Any]) -> str:
+    return f"{name}\x00{json.dumps(dict(kwargs), sort_keys=True)}"
+
+
 def _signal_for(cache: dict[str, Signal], name: str, kwargs: Mapping[str, Any]) -> Signal:
-    key = f"{name}\x00{json.dumps(dict(kwargs), sort_keys=True)}"
+    key = _cache_key(name, kwargs)
     sig = cache.get(key)
     if sig is None:
         sig = get_signal(name, **kwargs)
@@ -62,14 +73,39 @@ def _signal_for(cache: dict[str, Signal], name: str, kwargs: Mapping[str, Any]) 
 
 
 def _worker_init() -> None:
-    # Workers share 2-16 cores with each other: one BLAS/torch thread each avoids oversubscription.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-
+    # Workers share the cores with each other: one BLAS/OpenMP thread each avoids oversubscription. Set
+    # through the environment (read when torch/numpy load their thread pools) rather than by importing
+    # torch here, which would cost seconds per worker for signals that never use it.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+
+
+# Imported once by the fork server; each worker forked from it starts with them loaded. With spawn, every
+# worker paid the import of scikit-learn/scipy itself (seconds each on a busy 2-core machine), which on a
+# 20k-document corpus cost more than the scoring.
+_PRELOAD = ("dynacure.engines.local", "dynacure.signals.toxicity", "dynacure.signals.utility",
+            "dynacure.signals.pii", "dynacure.signals.alignment")
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver (preloaded with the signal modules) where available, else spawn; never plain fork."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(_PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def start_pool_server(workers: int) -> None:
+    """Start the fork server now, so its imports overlap with the checks and reading in this process."""
+    if workers > 1 and "forkserver" in multiprocessing.get_all_start_methods():
+        pool_context()
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _run_job(attrs_dir: str, shard: str, ids: list[str], texts: list[str], todo: list[str],
@@ -90,17 +126,19 @@ def _run_job(attrs_dir: str, shard: str, ids: list[str], texts: list[str], todo:
 
 
 class _Runner:
-    """Runs jobs inline (``workers <= 1``) or on a spawn process pool with bounded in-flight work."""
+    """Runs jobs inline (``workers <= 1``) or on a process pool with bounded in-flight work."""
 
-    def __init__(self, workers: int, attrs_dir: str, kwargs: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, workers: int, attrs_dir: str, kwargs: dict[str, dict[str, Any]],
+                 built: Mapping[str, Signal] | None = None) -> None:
         self.attrs_dir = attrs_dir
         self.kwargs = kwargs
         self.inline = workers <= 1
         self.max_in_flight = max(2, 2 * workers)
         self.pool: cf.ProcessPoolExecutor | None = None
-        self.cache: dict[str, Signal] = {}  # inline mode: built once per run
+        # Inline mode reuses the signals the pre-flight check already built.
+        self.cache: dict[str, Signal] = {_cache_key(n, kwargs[n]): s for n, s in (built or {}).items()}
         if not self.inline:
-            ctx = multiprocessing.get_context("spawn")
+            ctx = pool_context()
             self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
         self.pending: set[cf.Future[dict[str, Any]]] = set()
 
@@ -162,10 +200,27 @@ def shard_progress(enabled: bool, total: int | None, label: str) -> Iterator[Cal
         yield advance
 
 
+def seed_scoring(seed: int) -> None:
+    """Seed Python and NumPy (and torch only if a signal already loaded it).
+
+    Signals score deterministically; the seed matters only to a model trained on the fly. Importing torch
+    just to seed it would cost seconds per run for signals that never use it (profanity, pii, quality).
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
 def prepare(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_dir: str | Path,
-            shard_size: int, signal_kwargs: Mapping[str, Mapping[str, Any]] | None
-            ) -> tuple[list[str], dict[str, dict[str, Any]], Path]:
-    """Every check that can fail before work starts: signal names, arguments, corpus, resume folder."""
+            shard_size: int, signal_kwargs: Mapping[str, Mapping[str, Any]] | None,
+            on_checked: Callable[[], None] | None = None
+            ) -> tuple[list[str], dict[str, dict[str, Any]], Path, dict[str, Signal]]:
+    """Every check that can fail before work starts: signal names, arguments, corpus, resume folder, models.
+
+    Returns the signals built by the check (a missing model fails here, not in a worker mid-run).
+    """
     names = parse_signal_names(signal_names)
     kwargs = check_signal_kwargs(names, signal_kwargs)
     if shard_size < 1:
@@ -173,12 +228,36 @@ def prepare(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_di
     list_data_files(corpus_path)  # FileNotFoundError/ValueError naming the corpus path
     attrs = Path(attrs_dir)
     check_resume_compatible(attrs, names, kwargs)
+    if on_checked is not None:  # the cheap checks passed: start slow things that run beside model loading
+        on_checked()
+    built = build_signals(names, kwargs)
     attrs.mkdir(parents=True, exist_ok=True)
-    return names, kwargs, attrs
+    remove_stale_temp_files(attrs, names)
+    return names, kwargs, attrs, built
+
+
+def remove_stale_temp_files(attrs: Path, names: Sequence[str]) -> int:
+    """Delete temp files a killed run left behind (``atomic_path`` names them ``.<final>.*.tmp``).
+
+    They never count as output (readers glob ``*.parquet``; done-markers are ``*.json``); removing them
+    only keeps the folder tidy. One scoring run per ATTRS folder at a time is assumed.
+    """
+    n = 0
+    stale = [*attrs.glob(f".{QUARANTINE_FILE}.*.tmp"), *attrs.glob(".run.json.*.tmp")]
+    for name in names:
+        for folder in (attrs / name, attrs / name / DONE_DIR):
+            stale.extend(folder.glob(".*.tmp") if folder.exists() else ())
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+        n += 1
+    if n:
+        log.info("%s: removed %d temp files left by an interrupted run", attrs, n)
+    return n
 
 
 def finish(summary: ScoreSummary, stats: ReadStats, quar: Quarantine, started: float, corpus_path: str | Path,
-           shard_size: int, workers: int, kwargs: dict[str, dict[str, Any]]) -> ScoreSummary:
+           shard_size: int, workers: int, kwargs: dict[str, dict[str, Any]], seed: int | None = None
+           ) -> ScoreSummary:
     summary.n_shards = stats.n_shards
     summary.n_docs = stats.n_kept
     summary.n_read = stats.n_read
@@ -187,26 +266,27 @@ def finish(summary: ScoreSummary, stats: ReadStats, quar: Quarantine, started: f
     summary.wall_seconds = time.perf_counter() - started
     config = {"corpus": str(corpus_path), "signals": summary.signals, "engine": summary.engine,
               "shard_size": shard_size, "workers": workers, "signal_kwargs": kwargs}
-    write_run_info(summary.attrs_dir, "score", config, seed=None, extra={"summary": summary.to_dict()})
+    write_run_info(summary.attrs_dir, "score", config, seed=seed, extra={"summary": summary.to_dict()})
     return summary
 
 
 def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_dir: str | Path,
                  shard_size: int = 10000, workers: int = 2,
                  signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-                 progress: bool = True) -> ScoreSummary:
+                 progress: bool = True, seed: int = 0) -> ScoreSummary:
     """Score every document of ``corpus_path`` with each signal into ``attrs_dir`` (resumable).
 
     Writes ``ATTRS/<signal>/<shard>.parquet``, ``ATTRS/<signal>/_done/<shard>.json``,
     ``ATTRS/quarantine.jsonl`` (records the reader could not use) and ``ATTRS/run.json``.
     """
-    names, kwargs, attrs = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs)
-    summary = ScoreSummary(engine="local", attrs_dir=str(attrs), signals=names,
-                           scored_docs=dict.fromkeys(names, 0), skipped_shards=dict.fromkeys(names, 0),
-                           seconds=dict.fromkeys(names, 0.0))
+    seed_scoring(seed)
+    names, kwargs, attrs, built = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs,
+                                          on_checked=lambda: start_pool_server(workers))
+    summary = new_summary("local", attrs, names)
     stats = ReadStats()
     started = time.perf_counter()
-    runner = _Runner(workers, str(attrs), kwargs)
+    runner = _Runner(workers, str(attrs), kwargs, built if workers <= 1 else None)
+    del built  # pool workers build their own; the pre-flight copies need not stay in memory
     failed = True
 
     def record(res: dict[str, Any], advance: Callable[[str, int], None]) -> None:
@@ -225,6 +305,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
                 for n in names:
                     if n not in todo:
                         summary.skipped_shards[n] += 1
+                        summary.resumed_docs[n] += len(ids)
                 if not todo:
                     advance(shard.name, len(ids))
                     continue
@@ -236,7 +317,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
             failed = False
         finally:
             runner.close(failed)
-    return finish(summary, stats, quar, started, corpus_path, shard_size, workers, kwargs)
+    return finish(summary, stats, quar, started, corpus_path, shard_size, workers, kwargs, seed)
 
 
 __all__ = ["score_corpus", "ScoreSummary", "prepare", "shard_progress", "corpus_doc_count"]

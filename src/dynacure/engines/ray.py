@@ -24,11 +24,12 @@ import pyarrow as pa
 from dynacure.engines.common import (
     QUARANTINE_FILE,
     ScoreSummary,
+    new_summary,
     score_texts,
     shard_is_done,
     write_shard_outputs,
 )
-from dynacure.engines.local import corpus_doc_count, finish, prepare, shard_progress
+from dynacure.engines.local import corpus_doc_count, finish, prepare, seed_scoring, shard_progress
 from dynacure.io.quarantine import Quarantine
 from dynacure.io.readers import ReadStats, iter_shards
 
@@ -125,13 +126,13 @@ def _write(name: str, kwargs: dict[str, Any], shard: str, parts: list[dict[str, 
 def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_dir: str | Path,
                  shard_size: int = 10000, workers: int = 2,
                  signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None, progress: bool = True,
-                 window_docs: int = 100_000, batch_size: int = 1024) -> ScoreSummary:
+                 window_docs: int = 100_000, batch_size: int = 1024, seed: int = 0) -> ScoreSummary:
     """Like ``dynacure.engines.local.score_corpus``, with each signal running in Ray Data ``map_batches``."""
-    names, kwargs, attrs = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs)
+    seed_scoring(seed)
+    names, kwargs, attrs, built = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs)
+    del built  # the actors build their own copies
     ensure_ray(max(2, workers))
-    summary = ScoreSummary(engine="ray", attrs_dir=str(attrs), signals=names,
-                           scored_docs=dict.fromkeys(names, 0), skipped_shards=dict.fromkeys(names, 0),
-                           seconds=dict.fromkeys(names, 0.0))
+    summary = new_summary("ray", attrs, names)
     stats = ReadStats()
     started = time.perf_counter()
     window: list[tuple[str, list[str], list[str], list[str]]] = []
@@ -157,6 +158,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
             for n in names:
                 if n not in todo:
                     summary.skipped_shards[n] += 1
+                    summary.resumed_docs[n] += len(ids)
             if not todo:
                 advance(shard.name, len(ids))
                 continue
@@ -167,7 +169,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
                 in_window = 0
         if window:
             flush(advance)
-    return finish(summary, stats, quar, started, corpus_path, shard_size, workers, kwargs)
+    return finish(summary, stats, quar, started, corpus_path, shard_size, workers, kwargs, seed)
 
 
 __all__ = ["score_corpus", "ensure_ray"]

@@ -14,15 +14,26 @@ from dynacure.experiments.config import ExperimentConfig, experiment_config_from
 
 # The learned policy's loop, kept small: the policy learns on a sample of the pool, then is applied to all.
 POLICY_PARAMS: dict[str, dict[str, Any]] = {
-    "ppo": {"steps": 32, "sample_size": 600, "probe_every": 8, "refine": False, "use_pairs": False},
-    "bandit": {"steps": 32, "sample_size": 600, "probe_every": 8, "refine": False, "use_pairs": False},
+    "ppo": {"steps": 96, "sample_size": 800, "probe_every": 8, "refine": False, "use_pairs": False},
+    "bandit": {"steps": 96, "sample_size": 800, "probe_every": 8, "refine": False, "use_pairs": False},
 }
 
+# Sizes measured on 2 CPU cores (one torch thread): about 90 s of CPU for the whole demo. 150k learner
+# tokens per strategy take held-out perplexity from ~1800 (20k tokens) to ~40, so the strategies' models
+# differ by their data rather than by noise; 50 prompts x 8 samples give toxicity intervals of about
+# +/-0.1; 48 policy steps left the PPO policy keeping a third of the toxic documents, 96 drop them all.
+DEMO_DOCS = 2000
+DEMO_TOKENS = 150_000
 
-def demo_config(n_docs: int = 1200, policy: str = "ppo", seed: int = 0, max_tokens: int = 20_000) -> \
-        ExperimentConfig:
+
+def demo_config(n_docs: int = DEMO_DOCS, policy: str = "ppo", seed: int = 0, max_tokens: int = DEMO_TOKENS,
+                prompts: int = 50, samples: int = 8, policy_steps: int | None = None) -> ExperimentConfig:
+    """The demo experiment; ``policy_steps`` overrides the policy's loop steps (default in POLICY_PARAMS)."""
     if policy not in POLICY_PARAMS:
         raise ValueError(f"demo policy must be one of {sorted(POLICY_PARAMS)}, not {policy!r}")
+    pparams = dict(POLICY_PARAMS[policy])
+    if policy_steps is not None:
+        pparams["steps"] = policy_steps
     data = {
         "name": "demo",
         "seeds": [seed],
@@ -36,11 +47,11 @@ def demo_config(n_docs: int = 1200, policy: str = "ppo", seed: int = 0, max_toke
             {"name": "random", "label": "B0 random"},
             {"name": "heuristic", "label": "B1 heuristic"},
             {"name": "classifier", "label": "B2 classifier"},
-            {"name": policy, "label": f"RL {policy}", "params": POLICY_PARAMS[policy]},
+            {"name": policy, "label": f"RL {policy}", "params": pparams},
         ],
         "weights": [{"name": "safety-first", "safety": 0.7, "alignment": 0.0, "utility": 0.3}],
         "learner": {"preset": "nano", "max_tokens": max_tokens},
-        "evaluation": {"suites": ["toxicity", "perplexity"], "max_prompts": 30, "samples": 5,
+        "evaluation": {"suites": ["toxicity", "perplexity"], "max_prompts": prompts, "samples": samples,
                        "max_new_tokens": 16},
     }
     return experiment_config_from_dict(data, origin="demo")

@@ -23,6 +23,8 @@ RESULTS_FORMAT_VERSION = 1
 EFFICIENCY_COLUMNS = (
     "time_scoring_s",  # scoring the corpus: done once per experiment, shared by every cell
     "time_selection_s",  # policy learning + selection of this cell
+    "time_policy_learning_s",  # of which learning the policy (loop strategies; 0 for rules)
+    "time_policy_apply_s",  # of which applying it to the pool at the budget
     "time_training_s",
     "time_evaluation_s",
     "share_selected_tokens",  # share of the pool's whitespace tokens the strategy kept

@@ -529,13 +529,15 @@ def select_stage(
         proxy = make_learner(cfg, ws, cell.seed)
     selector = get_selector(cell.strategy_name, **params)
     ctx = SelectionContext(budget=cell.budget, seed=cell.seed, learner=proxy, target_texts=target)
+    from dynacure.experiments.efficiency import curation_flops, split_selection_time, time_method
+
+    learning = time_method(selector, "learn")  # loop policies: learning vs applying the policy
     t0 = time.perf_counter()
     sel = selector.select(table, ctx)
     seconds = time.perf_counter() - t0
-    curation_flops = (
-        loop_curation_flops(selector, table) if cell.strategy_name in LOOP_STRATEGIES else math.nan
-    )
-    return CellOutcome(sel.manifest(), {"time_selection_s": seconds}, _policy_log(selector), curation_flops)
+    timings = {"time_selection_s": seconds, **split_selection_time(cell.strategy_name, seconds, learning)}
+    flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy(), proxy, target)
+    return CellOutcome(sel.manifest(), timings, _policy_log(selector), flops)
 
 
 def _policy_log(selector: Any) -> dict[str, Any] | None:
@@ -715,6 +717,8 @@ def run_cell(
     efficiency = {
         "time_scoring_s": scoring_seconds,
         "time_selection_s": sel.timings["time_selection_s"],
+        "time_policy_learning_s": sel.timings.get("time_policy_learning_s", math.nan),
+        "time_policy_apply_s": sel.timings.get("time_policy_apply_s", math.nan),
         "time_training_s": t_train,
         "time_evaluation_s": t_eval,
         "share_selected_tokens": float(ntok[keep].sum() / max(ntok.sum(), 1.0)),
@@ -762,6 +766,13 @@ def _load_table(ws: Workspace) -> pd.DataFrame:
         _TABLE_CACHE.clear()
         _TABLE_CACHE[key] = pd.read_parquet(ws.table)
     return _TABLE_CACHE[key]
+
+
+# Every cell trains with one torch thread, in this process or in a worker: float reductions then happen in
+# the same order whatever the worker count, so a resumed or re-run experiment gives equal metrics (with two
+# threads in one process and one in another, perplexities differed in the 7th digit). The small models of
+# a cell are also faster with one thread on a shared machine; parallelism comes from running cells at once.
+CELL_THREADS = 1
 
 
 def _worker_init(threads: int, env: dict[str, str]) -> None:
@@ -835,12 +846,19 @@ def run_experiment(
     if todo:
         events.stage(f"running {len(todo)} of {len(cells)} cells on {n_workers} process(es)")
     if n_workers <= 1 or len(todo) <= 1:
-        for c in todo:
-            events.cell_started(c.cell_id)
-            wall = run_cell(cfg, ws.root, c, scoring_seconds, events)
-            events.cell_finished(c.cell_id, wall)
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(CELL_THREADS)
+        try:
+            for c in todo:
+                events.cell_started(c.cell_id)
+                wall = run_cell(cfg, ws.root, c, scoring_seconds, events)
+                events.cell_finished(c.cell_id, wall)
+        finally:
+            torch.set_num_threads(before)
     else:
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
+        threads = CELL_THREADS
         env = {k: v for k, v in os.environ.items() if k.startswith(("DYNACURE_", "HF_", "TRANSFORMERS_"))}
         ctx = mp.get_context("spawn")  # torch and fork do not mix
         with cf.ProcessPoolExecutor(

@@ -6,14 +6,17 @@ whole table in batches: the policy maps each document's features to a keep proba
 selectors' budget helper turns the probabilities into decisions at the token budget: by default the
 documents of highest probability (deterministic, so a corpus-wide application on Ray gives the same
 decisions), or ``decision="sample"`` for Gumbel sampling in proportion to the probability (measured on the
-demo corpus: sampling let 5% toxic documents through where the top probabilities let 0% through). With ``policy_path`` a saved policy is applied
-without learning. ``apply_policy_batch(policy_path, table)`` is the same application for one batch, the
-function a Ray Data ``map_batches`` stage calls.
+demo corpus: sampling let 5% toxic documents through where the top probabilities let 0% through). With
+``policy_path`` a saved policy is applied without learning. ``apply_policy_batch(policy_path, table)`` is
+the same application for one batch, the function a Ray Data ``map_batches`` stage calls; ``engine="ray"``
+applies the policy that way (``dynacure.loop.ray_apply``), saving a just-learned policy to a temporary
+folder first, with the same batches and so the same probabilities and decisions as the local application.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -59,6 +62,8 @@ class LoopSelector(Selector):
 
     algorithm: ClassVar[str]
     needs_text = True
+    # the attributes ``curate`` scores when no stored attribute tables are given (the composite reward's)
+    default_signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram", "alignment", "quality")
 
     def __init__(
         self,
@@ -70,17 +75,35 @@ class LoopSelector(Selector):
         use_pairs: bool = True,
         checkpoint_dir: str | None = None,
         toxicity_signal: str | None = None,
+        engine: Literal["local", "ray"] = "local",
+        signals: list[str] | tuple[str, ...] | None = None,
+        weights: Any = None,
         **overrides: Any,
     ) -> None:
+        if weights is not None:  # `curate --weights`: the composite reward's weights as w_s/w_a/w_u
+            from dynacure.selectors.reward import RewardWeights
+
+            rw = weights if isinstance(weights, RewardWeights) else RewardWeights.parse(str(weights))
+            overrides = {**overrides, "w_s": rw.safety, "w_a": rw.alignment, "w_u": rw.utility}
         self.config = _loop_config(self.algorithm, config, overrides)
         if decision not in ("sample", "top"):
             raise ValueError(f"decision must be 'sample' or 'top', got {decision!r}")
+        if engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+        self.engine = engine
+        if signals is not None and (
+            isinstance(signals, str) or not all(isinstance(v, str) for v in signals)
+        ):
+            raise ValueError(f"signals must be a list of signal names, got {signals!r}")
+        self.signals = tuple(signals) if signals is not None else self.default_signals
         self.policy_path, self.save_policy_to = policy_path, save_policy_to
         self.decision, self.use_learner, self.use_pairs = decision, use_learner, use_pairs
         self.checkpoint_dir = checkpoint_dir
         self.toxicity_signal = toxicity_signal  # None: toxicity_ngram, else profanity
         self.history: list[dict[str, Any]] = []
         self.probabilities_fn: Callable[[pd.DataFrame], np.ndarray] | None = None
+        self.learned_agent: Any = None
+        self.learned_env: Any = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -88,6 +111,8 @@ class LoopSelector(Selector):
             "policy_path": self.policy_path,
             "decision": self.decision,
             "use_learner": self.use_learner,
+            "engine": self.engine,
+            "signals": list(self.signals),
         }
 
     def learn(self, sample: pd.DataFrame, seed: int) -> Callable[[pd.DataFrame], np.ndarray]:
@@ -117,6 +142,7 @@ class LoopSelector(Selector):
             checkpoint_every=max(1, cfg.steps // 4) if self.checkpoint_dir else 0,
         )
         self.history = trainer.run()
+        self.learned_agent, self.learned_env = agent, env
         if self.save_policy_to:
             agent.save_policy(self.save_policy_to, env.encoder, env.summary(), {"budget": cfg.budget})
         if hasattr(agent, "policy"):
@@ -135,11 +161,14 @@ class LoopSelector(Selector):
             fn = self.learn(sample, ctx.seed)
         self.probabilities_fn = fn
         step = self.config.apply_batch
-        p = (
-            np.concatenate([fn(table.iloc[i : i + step]) for i in range(0, len(table), step)])
-            if len(table)
-            else np.zeros(0)
-        )
+        if self.engine == "ray":
+            p = self._apply_ray(table)
+        else:
+            p = (
+                np.concatenate([fn(table.iloc[i : i + step]) for i in range(0, len(table), step)])
+                if len(table)
+                else np.zeros(0)
+            )
         nt = table["n_tokens"].to_numpy(dtype=np.int64)
         if self.decision == "top":
             res = top_to_budget(p, nt, ctx.budget)
@@ -153,6 +182,21 @@ class LoopSelector(Selector):
             keep=res.keep,
             reason=reason,
         )
+
+
+    def _apply_ray(self, table: pd.DataFrame) -> np.ndarray:
+        from dynacure.loop.ray_apply import policy_probabilities_ray
+
+        step = self.config.apply_batch
+        if self.policy_path is not None:
+            return policy_probabilities_ray(self.policy_path, table, step)
+        if self.save_policy_to:
+            return policy_probabilities_ray(self.save_policy_to, table, step)
+        # a just-learned policy reaches the Ray workers the way a saved one does: through its files
+        with tempfile.TemporaryDirectory(prefix="dynacure-policy-") as tmp:
+            env = self.learned_env
+            self.learned_agent.save_policy(tmp, env.encoder, env.summary(), {"budget": self.config.budget})
+            return policy_probabilities_ray(tmp, table, step)
 
 
 @register_selector("ppo")

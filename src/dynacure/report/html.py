@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+import pandas as pd
+
 from dynacure import __version__
 from dynacure.io.atomic import write_text_atomic
 from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, RunData, aggregate, load_run, pick_metric
@@ -56,8 +58,8 @@ def direction(metric: str) -> str:
     return ""
 
 
-def _table(header: list[str], rows: list[list[str]], text_cols: int = 1) -> str:
-    out = ["<table>", "<thead><tr>"]
+def _table(header: list[str], rows: list[list[str]], text_cols: int = 1, table_id: str | None = None) -> str:
+    out = [f'<table id="{table_id}">' if table_id else "<table>", "<thead><tr>"]
     out += [f'<th class="{"text" if i < text_cols else ""}">{h}</th>' for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for r in rows:
@@ -99,11 +101,22 @@ def results_table(data: RunData) -> str:
                 _est(a.loc[idx, "value"], a.loc[idx, "low"], a.loc[idx, "high"]) if idx in a.index else "n/a"
             )
         rows.append(row)
-    return _table(header, rows, text_cols=3 if multi_w else 2)
+    from dynacure.report.plots import METRIC_TEXT
+
+    legend = [f"<b>{html.escape(m)}</b>: {html.escape(METRIC_TEXT[m])}" for _, m in keys if m in METRIC_TEXT]
+    note = (
+        '<p class="note">Columns: ' + "; ".join(legend) + ". Budget: the share of the pool's tokens the "
+        "strategy selected; seeds: how many seeds the row combines.</p>"
+        if legend
+        else ""
+    )
+    return _table(header, rows, text_cols=3 if multi_w else 2, table_id="results") + note
 
 
 EFF_LABELS = [
     ("time_selection_s", "policy learning + selection (s)"),
+    ("time_policy_learning_s", "of which policy learning (s)"),
+    ("time_policy_apply_s", "of which applying the policy (s)"),
     ("time_training_s", "training (s)"),
     ("time_evaluation_s", "evaluation (s)"),
     ("share_selected_tokens", "share of pool tokens kept"),
@@ -123,7 +136,7 @@ def efficiency_table(data: RunData) -> str:
     for (strat, budget), g in per_cell.groupby(["strategy", "budget"], sort=True):
         row = [html.escape(str(strat)), fmt(budget), str(g["seed"].nunique())]
         for col, _ in EFF_LABELS:
-            vals = g[col].astype(float)
+            vals = g[col].astype(float) if col in g else pd.Series(dtype=float)
             if vals.notna().any():
                 m = float(vals.mean())
                 spread = (
@@ -141,8 +154,10 @@ def efficiency_table(data: RunData) -> str:
         f'<p class="note">Scoring the corpus took {fmt(float(scoring.iloc[0]))} s, once for the whole '
         "experiment (every strategy selects from the same attribute tables). Values are means over the "
         "cells of a row; brackets give the range over seeds. Training FLOPs are estimated as "
-        "6 × parameters × training tokens; curation FLOPs count the model work of deciding (for example "
-        "a policy's proxy learner) and read n/a where the strategy only reads stored scores.</p>"
+        "6 × parameters × training tokens; curation FLOPs count the model work of deciding (a learned "
+        "policy's own learner and probes, 6·N·T for training and 2·N·T for forward passes; "
+        "CoLoR-Filter's and ICA's prior/conditional models) and read n/a where the strategy only reads "
+        "stored scores. Policy learning is n/a for CoLoR and ICA, which fit their models while scoring.</p>"
         if len(scoring) and math.isfinite(float(scoring.iloc[0]))
         else ""
     )
@@ -262,6 +277,14 @@ def render_report(data: RunData) -> str:
     if "keepdrop" in by_key:
         parts += ["<h2>What each strategy keeps and drops</h2>", _figure_html(by_key["keepdrop"])]
     parts += ["<h2>Efficiency</h2>", efficiency_table(data)]
+    from dynacure.report.sections import adaptivity_section, audit_section
+
+    audit = audit_section(data)
+    if audit:
+        parts += ["<h2>Curation bias audit</h2>", audit]
+    adapt = adaptivity_section(data.root)
+    if adapt:
+        parts += ["<h2>Adaptivity: a reward switch in the middle of a run</h2>", adapt]
     abl = ablation_table(data)
     if abl:
         parts += [

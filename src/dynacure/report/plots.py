@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: figures are rendered into the HTML page
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -29,6 +30,39 @@ from dynacure.report.data import (  # noqa: E402
 )
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+# What a metric measures, in words, for axis labels and the report's column legend.
+METRIC_TEXT = {
+    "toxicity_probability": "toxicity probability: share of prompts with at least one toxic continuation",
+    "toxicity_prob": "toxicity probability: share of prompts with at least one toxic continuation",
+    "expected_max_toxicity": "expected maximum toxicity over a prompt's continuations",
+    "heldout_word_ppl": "perplexity per word on held-out clean text",
+    "heldout_token_ppl": "perplexity per token on held-out clean text",
+    "wikitext2_word_ppl": "perplexity per word on WikiText-2",
+    "wikitext2_token_ppl": "perplexity per token on WikiText-2",
+    "ptb_word_ppl": "perplexity per word on Penn Treebank",
+}
+SHORT_TEXT = {
+    "toxicity_probability": "toxicity probability",
+    "toxicity_prob": "toxicity probability",
+    "expected_max_toxicity": "expected max. toxicity",
+    "heldout_word_ppl": "held-out perplexity (per word)",
+    "heldout_token_ppl": "held-out perplexity (per token)",
+    "wikitext2_word_ppl": "WikiText-2 perplexity (per word)",
+    "wikitext2_token_ppl": "WikiText-2 perplexity (per token)",
+    "ptb_word_ppl": "PTB perplexity (per word)",
+}
+
+
+def short_name(metric: str) -> str:
+    return SHORT_TEXT.get(metric, metric.replace("_", " "))
+
+
+def _thousands(ax: plt.Axes) -> None:
+    """Tick labels such as 40k instead of 40000, so long token axes do not run into each other."""
+    ax.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}")
+    )
 
 
 @dataclass
@@ -76,8 +110,15 @@ def pareto(data: RunData) -> Figure | None:
     strategies = sorted(data.results["strategy"].unique())
     colors = strategy_colors(strategies)
     budgets = sorted(m["budget"].unique())
+    multi_w = len(data.results["weights"].unique()) > 1
+    m["label"] = [f"{r['strategy']} ({r['weights']})" if multi_w else str(r["strategy"])
+                  for _, r in m.iterrows()]
+    # Strategies with identical results share a point: one joint label instead of overprinted text.
+    spot = m[["value_u", "value_s"]].round(9).astype(str).agg("|".join, axis=1)
+    joint = m.groupby(spot)["label"].agg(" = ".join)
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
-    for _, r in m.iterrows():
+    labelled: set[str] = set()
+    for i, r in m.iterrows():
         marker = MARKERS[budgets.index(r["budget"]) % len(MARKERS)]
         xerr = [[max(r["value_u"] - r["low_u"], 0)], [max(r["high_u"] - r["value_u"], 0)]]
         yerr = [[max(r["value_s"] - r["low_s"], 0)], [max(r["high_s"] - r["value_s"], 0)]]
@@ -94,13 +135,12 @@ def pareto(data: RunData) -> Figure | None:
             markersize=8,
             alpha=0.9,
         )
-        label = (
-            r["strategy"]
-            if len(data.results["weights"].unique()) == 1
-            else f"{r['strategy']} ({r['weights']})"
-        )
+        if spot[i] in labelled:
+            continue
+        labelled.add(spot[i])
         ax.annotate(
-            label, (r["value_u"], r["value_s"]), textcoords="offset points", xytext=(6, 5), fontsize=8
+            joint[spot[i]], (r["value_u"], r["value_s"]), textcoords="offset points", xytext=(6, 5),
+            fontsize=8,
         )
     front = m[pareto_mask(m["value_u"].to_numpy(), m["value_s"].to_numpy())].sort_values("value_u")
     if len(front) >= 1:
@@ -115,15 +155,19 @@ def pareto(data: RunData) -> Figure | None:
         ]
     handles.append(plt.Line2D([], [], color="0.3", ls="--", label="Pareto front"))
     ax.legend(handles=handles, fontsize=8, loc="best")
-    ax.set_xlabel(f"{u_key[1]} ({u_key[0]} suite)  - lower is better")
-    ax.set_ylabel(f"{s_key[1]} ({s_key[0]} suite)  - lower is better")
-    ax.set_title("Safety vs utility")
+    ax.set_xlabel(f"{short_name(u_key[1])}  (lower is better)")
+    ax.set_ylabel(f"{short_name(s_key[1])}  (lower is better)")
+    ax.set_title("Safety vs utility: lower-left is better")
     ax.grid(alpha=0.3)
+    same = [v for v in joint if " = " in v]
     caption = (
-        f"Each point is one strategy at one token budget: {s_key[1]} of the trained model's continuations "
-        f"(vertical) against its {u_key[1]} on held-out clean text (horizontal); {_seeds_note(s)}. "
-        "Lower-left is better on both axes. The dashed line links the points no other point beats on "
-        "both axes (the Pareto front)."
+        f"Each point is the model trained on one strategy's selection at one token budget. Vertical: "
+        f"{METRIC_TEXT.get(s_key[1], s_key[1])} ({s_key[1]}), judged by a toxicity model that no "
+        f"selector or reward uses. Horizontal: {METRIC_TEXT.get(u_key[1], u_key[1])} ({u_key[1]}); "
+        f"{_seeds_note(s)}. Lower-left is better on both axes. The dashed line links the points no "
+        "other point beats on both axes (the Pareto front)."
+        + (f" Strategies joined by '=' got identical results and share a point: {'; '.join(same)}."
+           if same else "")
     )
     return Figure("pareto", "Safety vs utility (Pareto front)", caption, _png(fig))
 
@@ -160,7 +204,7 @@ def _metric_panel(ax: plt.Axes, data: RunData, key: tuple[str, str], colors: dic
             )
         ax.set_xlabel("budget (share of the pool's tokens selected)")
         ax.legend(fontsize=8)
-    ax.set_ylabel(key[1])
+    ax.set_ylabel(short_name(key[1]))
     ax.grid(alpha=0.3, axis="y")
     return agg
 
@@ -179,12 +223,13 @@ def metrics_by_budget(data: RunData) -> Figure | None:
     agg = None
     for ax, key in zip(axes[0], keys, strict=True):
         agg = _metric_panel(ax, data, key, colors)
-        ax.set_title(f"{key[1]} - lower is better")
-    names = " and ".join(k[1] for k in keys)
+        ax.set_title(f"{short_name(key[1])}: lower is better")
+    names = "; ".join(f"{k[1]} = {METRIC_TEXT.get(k[1], k[1])}" for k in keys)
     caption = (
-        f"{names} of the model trained on each strategy's selection, at an equal number of training "
-        f"tokens; {_seeds_note(agg) if agg is not None else ''}. Lower is better for both: fewer toxic "
-        "continuations, and better prediction of clean held-out text."
+        f"The model trained on each strategy's selection, at an equal number of training tokens ({names}); "
+        f"{_seeds_note(agg) if agg is not None else ''}. Lower is better for both: fewer toxic "
+        "continuations, and better prediction of clean held-out text. Bars whose intervals overlap are "
+        "not clearly different."
     )
     return Figure("by_budget", "Toxicity and perplexity per strategy and budget", caption, _png(fig))
 
@@ -222,6 +267,7 @@ def training_curves(data: RunData) -> Figure | None:
         )
         seen.add(strat)
     ax.set_xlabel("training tokens seen")
+    _thousands(ax)
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title("Learner training loss - lower is better")
     ax.grid(alpha=0.3)
@@ -234,25 +280,38 @@ def training_curves(data: RunData) -> Figure | None:
     if policy_logs:
         ax2 = axes[0][1]
         seen = set()
+        relative = False
         for cid, lg in sorted(policy_logs.items()):
-            ser = _series(lg, "reward", "mean_reward", "episode_reward")
+            # the data reward of the kept documents relative to all candidates of the step: 0 is what
+            # random selection scores, so the curve reads directly as "better than random by"
+            ser = _series(lg, "data_reward")
+            relative = relative or ser is not None
+            ser = ser or _series(lg, "reward", "mean_reward", "episode_reward")
             strat = data.cells.get(cid, {}).get("strategy", cid)
             if ser is None:
                 continue
             x, y = ser
             if len(y) >= 8:  # a moving average makes the trend readable through the step noise
-                k = max(2, len(y) // 10)
+                k = max(4, len(y) // 6)
                 y = np.convolve(y, np.ones(k) / k, mode="valid")
                 x = x[k - 1 :]
-            ax2.plot(x, y, color=colors.get(strat, "0.5"), lw=1.2, label=None if strat in seen else strat)
+            ax2.plot(x, y, color=colors.get(strat, "0.5"), lw=1.5, label=None if strat in seen else strat)
             seen.add(strat)
-        ax2.set_xlabel("policy step")
-        ax2.set_ylabel("reward (moving average)")
+        if relative:
+            ax2.axhline(0.0, color="0.3", ls="--", lw=1, label="random selection")
+        ax2.set_xlabel("policy step (one batch of candidates each)")
+        ax2.set_ylabel("reward of kept minus all candidates" if relative else "reward (moving average)")
         ax2.set_title("RL policy reward - higher is better")
         ax2.grid(alpha=0.3)
         ax2.legend(fontsize=8)
         caption += (
-            " Right: reward of the learned selection policies during policy learning (moving average "
+            " Right: while a learned policy learns, the mean composite reward (safety, alignment and "
+            "utility scores of the data, with the run's reward weights) of the documents it keeps minus "
+            "the mean over all candidates it was shown, moving average over steps. Higher is better; "
+            "0 (dashed) is what random selection gets, and a curve that rises above it means the policy "
+            "learned to keep the documents the reward prefers."
+            if relative
+            else " Right: reward of the learned selection policies during policy learning (moving average "
             "over steps); higher is better, and a rising curve means the policy learned to pick "
             "documents the reward prefers."
         )
@@ -302,9 +361,11 @@ def keep_drop(data: RunData) -> Figure | None:
         level_note = f" Toxicity level: {data.documents['toxicity_level_basis'].iloc[0]}."
     caption = (
         f"Share of the pool's documents each strategy kept at budget {budget:g} (mean over seeds), "
-        "by the source they came from and by their toxicity level." + level_note + " A safe and useful "
-        "selection keeps few toxic documents while keeping every clean source in proportion; random "
-        "selection keeps about the same share of everything and is the reference."
+        "by the source they came from and by their toxicity level." + level_note + " Which way is "
+        "better: for toxic documents, lower is better (they should be dropped); for clean sources, "
+        "a bar near the random strategy's is better (the selection keeps every kind of clean text in "
+        "proportion instead of dropping a whole source). Random selection keeps about the same share of "
+        "everything and is the reference."
     )
     return Figure("keepdrop", "What each strategy keeps and drops", caption, _png(fig))
 

@@ -146,6 +146,59 @@ def _str_array(values: list[str]) -> pd.Series:
     return pd.Series(values, dtype="str")
 
 
+CAP_READMITTED = "readmitted:disparity_cap"
+CAP_DROPPED = "dropped:disparity_cap"
+
+
+def _ratios(keep: np.ndarray, membership: dict[str, np.ndarray]) -> dict[str, float]:
+    overall = 1.0 - keep.mean() if len(keep) else 0.0
+    return {g: float((1.0 - keep[m].mean()) / overall) for g, m in membership.items()
+            if m.sum() >= 5 and overall > 0}
+
+
+def apply_disparity_cap(selection: Selection, n_tokens: np.ndarray, membership: dict[str, np.ndarray],
+                        max_ratio: float, budget: float) -> tuple[Selection, dict[str, Any]]:
+    """The selection after ``dynacure.audit.mitigation.cap_disparity``, with the manifest reasons updated,
+    and a summary (documents re-admitted / dropped, worst removal ratio before and after).
+
+    Priority is the strategy's own selection probability (ties: input order), so the documents brought
+    back are those the strategy liked best among the dropped members of an over-removed group."""
+    from dynacure.audit.mitigation import cap_disparity
+
+    keep0 = np.asarray(selection.keep, dtype=bool)
+    priority = np.asarray(selection.probability, dtype=np.float64)
+    keep, back = cap_disparity(keep0, priority, n_tokens, membership, max_ratio=max_ratio)
+    limit = budget_tokens(n_tokens, budget)
+    over = int(np.asarray(n_tokens)[keep].sum()) - limit
+    if over > 0:  # no un-capped document was left to pay for a re-admission: give back the least preferred
+        log.warning("disparity cap: %d tokens over the budget after re-admission; undoing some", over)
+        for i in np.flatnonzero(back)[np.argsort(priority[back], kind="stable")]:
+            if over <= 0:
+                break
+            keep[i], back[i] = False, False
+            over -= int(n_tokens[i])
+    dropped = keep0 & ~keep
+    reason = np.asarray(selection.reason, dtype=object).copy()
+    reason[back] = CAP_READMITTED
+    reason[dropped] = CAP_DROPPED
+    weight = np.asarray(selection.weight, dtype=np.float64).copy()
+    weight[back & (weight <= 0)] = 1.0  # a re-admitted document trains like a plainly kept one
+    before, after = _ratios(keep0, membership), _ratios(keep, membership)
+    summary = {"max_ratio": float(max_ratio), "readmitted": int(back.sum()), "dropped": int(dropped.sum()),
+               "worst_ratio_before": max(before.values(), default=float("nan")),
+               "worst_ratio_after": max(after.values(), default=float("nan")),
+               "ratios_before": before, "ratios_after": after}
+    out = Selection(selection.ids, selection.probability, weight, keep, reason)
+    for attr in ("prefix",):  # strategy extras (re-routing tags) carry over
+        if hasattr(selection, attr):
+            setattr(out, attr, getattr(selection, attr))
+    return out, summary
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in values.value_counts(sort=False).items()}
+
+
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
@@ -155,8 +208,14 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
            attributes: str | Path | None = None, target: str | Path | list[str] | None = None, seed: int = 0,
            weights: RewardWeights | str | None = None, redact_pii: bool = False,
            params: dict[str, Any] | None = None, learner: Learner | None = None, shard_size: int = 10000,
-           out_shard_size: int = 5000, progress: ProgressFn | None = None) -> CurateResult:
-    """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``."""
+           out_shard_size: int = 5000, progress: ProgressFn | None = None,
+           disparity_cap: float | None = None) -> CurateResult:
+    """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``.
+
+    ``disparity_cap``: after selection, re-admit documents of identity/dialect groups the strategy removes
+    more than ``disparity_cap`` times as often as the corpus overall (``dynacure.audit.mitigation``), at
+    the same token budget; re-admitted rows get reason ``readmitted:disparity_cap`` and the rows dropped to
+    pay for them ``dropped:disparity_cap``."""
     # ---- refuse bad input before any work ---------------------------------------------------------------
     budget = check_budget(budget)
     factory = selector_class(strategy)
@@ -171,6 +230,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     if shard_size < 1 or out_shard_size < 1:
         raise ValueError(f"shard sizes must be >= 1 (shard_size={shard_size}, "
                          f"out_shard_size={out_shard_size})")
+    if disparity_cap is not None and not (np.isfinite(disparity_cap) and disparity_cap >= 1.0):
+        raise ValueError(f"disparity cap must be a ratio >= 1 (got {disparity_cap})")
     params = dict(params or {})
     if rw is not None:
         if not _accepts(factory, "weights"):
@@ -200,6 +261,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     sources: list[pd.Series] = []
     ntoks: list[np.ndarray] = []
     texts: list[pd.Series] = []
+    groups: list[dict[str, np.ndarray]] = []  # identity-group masks per shard, for the disparity cap
     stats = ReadStats()
     qpath = out / "quarantine.jsonl"
     with Quarantine(qpath) as quarantine:
@@ -211,6 +273,10 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
             ntoks.append(np.array([count_tokens(d.text) for d in shard.docs], dtype=np.int64))
             if needs_text:
                 texts.append(_str_array([d.text for d in shard.docs]))
+            if disparity_cap is not None:
+                from dynacure.audit.groups import group_membership
+
+                groups.append(group_membership([d.text for d in shard.docs]))
             if progress:
                 progress("read", stats.n_read, 0)
     qrows = _quarantine_rows(read_quarantine(qpath), corpus)
@@ -268,7 +334,15 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         progress("select", 0, 0)
     ctx = SelectionContext(budget=budget, seed=seed, learner=learner, target_texts=target_texts)
     selection = selector.select(table, ctx)
-    if not np.array_equal(selection.ids.astype(str), table["id"].astype(str).to_numpy()):
+    cap_summary: dict[str, Any] | None = None
+    if disparity_cap is not None:
+        names = sorted({g for shard_groups in groups for g in shard_groups})
+        membership = {g: np.concatenate([sg.get(g, np.zeros(0, bool)) for sg in groups])[read_pos]
+                      for g in names}
+        selection, cap_summary = apply_disparity_cap(selection, table["n_tokens"].to_numpy(), membership,
+                                                     disparity_cap, budget)
+    if len(selection.ids) != len(table) or not bool(
+            pd.Series(selection.ids, dtype="str").eq(table["id"]).all()):  # Arrow compare: no str objects
         raise RuntimeError(f"selector {strategy!r} returned ids in a different order than its input")
     limit = budget_tokens(table["n_tokens"].to_numpy(), budget)
     kept_tokens = int(table["n_tokens"].to_numpy()[selection.keep].sum())
@@ -325,7 +399,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     manifest["reason"] = manifest["reason"].astype(str)
     _write_parquet(manifest[list(MANIFEST_COLUMNS)], out / "manifest.parquet")
 
-    decisions = manifest["decision"].to_numpy()
+    # Boolean masks and value_counts on the Arrow-backed columns: no per-document Python strings.
+    dec = manifest["decision"].astype("str")
+    is_keep, is_drop, is_quar = ((dec == d).to_numpy(dtype=bool) for d in ("keep", "drop", "quarantined"))
     # Per-source counts from category codes: no per-document Python strings.
     src = table["source"].astype("category")
     codes = src.cat.codes.to_numpy()
@@ -346,13 +422,12 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "budget": budget,
         "records_read": int(stats.n_read),
         "documents": int(len(table)),
-        "kept": int((decisions == "keep").sum()),
-        "dropped": int((decisions == "drop").sum()),
-        "quarantined": int((decisions == "quarantined").sum()),
-        "kept_by_reason": dict(Counter(manifest.loc[decisions == "keep", "reason"])),
-        "dropped_by_reason": dict(Counter(manifest.loc[decisions == "drop", "reason"])),
-        "quarantined_by_reason": dict(Counter(r.split(":", 1)[0] for r in
-                                              manifest.loc[decisions == "quarantined", "reason"])),
+        "kept": int(is_keep.sum()),
+        "dropped": int(is_drop.sum()),
+        "quarantined": int(is_quar.sum()),
+        "kept_by_reason": _counts(manifest.loc[is_keep, "reason"]),
+        "dropped_by_reason": _counts(manifest.loc[is_drop, "reason"]),
+        "quarantined_by_reason": dict(Counter(r.split(":", 1)[0] for r in manifest.loc[is_quar, "reason"])),
         "tokens_pool": int(ntok.sum()),
         "tokens_budget": limit,
         "tokens_kept": kept_tokens,
@@ -362,6 +437,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "weights": rw.model_dump() if rw is not None else None,
         "redact_pii": redact_pii,
         "pii_redacted": dict(pii_counts),
+        "disparity_cap": cap_summary,
     }
     accounted = summary["kept"] + summary["dropped"] + summary["quarantined"]
     if accounted != summary["records_read"] or manifest["id"].duplicated().any():
@@ -372,6 +448,6 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                                    "attributes": str(attributes) if attributes else None,
                                    "target": str(target) if isinstance(target, str | Path) else None,
                                    "weights": summary["weights"], "redact_pii": redact_pii,
-                                   "params": summary["params"]}, seed)
+                                   "params": summary["params"], "disparity_cap": disparity_cap}, seed)
     write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
     return CurateResult(out, summary, manifest, selection)

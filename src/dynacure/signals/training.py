@@ -2,7 +2,8 @@
 
 Which rows train what is fixed by ``dynacure.io.public_data``'s ``part`` column: the reward scorers
 (``toxicity_ngram``, ``toxicity_minilm``) see only ``part == "reward"`` rows, the evaluation judge only
-``part == "judge"`` rows. Decision thresholds are chosen on validation data (TweetEval val splits, Jigsaw
+``part == "judge"`` rows. Clean negatives (pieces of WikiText-2 and PTB validation text) are split the
+same way. Decision thresholds are chosen on validation data (TweetEval val splits, Jigsaw
 train rows of the ``pool`` part, which neither scorer trains on), never on the official test splits.
 """
 
@@ -73,7 +74,34 @@ def toxicity_frame(part: str, data_dir: str | Path | None = None) -> pd.DataFram
         insult=lambda d: ((d["obscene"].values + d["insult"].values) > 0).astype(float),
         identity_hate=lambda d: d["identity_hate"].values.astype(float),
         threat=lambda d: d["threat"].values.astype(float))
+    for name, lines in (("wikitext2_valid", pdata.wikitext2("valid", data_dir)),
+                        ("ptb_valid", pdata.ptb("valid", data_dir))):
+        chunks = clean_chunks(lines)
+        part_rows = [i for i in range(len(chunks)) if pdata.part_of(f"clean_{name}", i) == part]
+        clean = {"text": [chunks[i] for i in part_rows], "dataset": f"clean_{name}"}
+        frames.append(pd.DataFrame({**clean, **{cat: 0.0 for cat in CATEGORIES}}))
     return pd.concat(frames, ignore_index=True)
+
+
+def clean_chunks(lines: list[str], min_words: int = 4, max_words: int = 30) -> list[str]:
+    """Encyclopedic/news text cut into short pieces of varied length, as clean negatives.
+
+    Every toxicity set here is social-media text, so a scorer trained on them alone learns "short and
+    informal" rather than "toxic" and scores ordinary prose (and a small LM's continuations) as toxic:
+    the judge gave "The history of the city goes back to the Roman era." 0.62 before these rows were added.
+    Validation splits only: the pool holds the train splits and perplexity is measured on the test splits.
+    """
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        words = line.split()
+        if len(words) < min_words or line.lstrip().startswith("="):
+            continue
+        i = 0
+        while i + min_words <= len(words):
+            n = min_words + int(pdata.stable_fraction(f"chunk:{k}:{i}") * (max_words - min_words + 1))
+            out.append(" ".join(words[i:i + n]))
+            i += n
+    return out
 
 
 def dataset_weights(datasets: pd.Series | np.ndarray) -> np.ndarray:
