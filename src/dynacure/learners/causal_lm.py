@@ -187,7 +187,10 @@ class CausalLMLearner(Learner):
             for j, (_, row, k) in enumerate(batch):  # unscored (context) targets are ignored
                 tgt[j, :len(row) - 1 - k] = IGNORE
             logits = self._logits(inp, mask)
-            nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")
+            # Flattened rather than (B, V, T): same values, ~2.7x faster on CPU (strided class dimension).
+            b, t, v = logits.shape
+            nll = F.cross_entropy(logits.float().reshape(b * t, v), tgt.reshape(b * t), ignore_index=IGNORE,
+                                  reduction="none").view(b, t)
             sums = nll.sum(1).double().cpu().numpy()
             for j, (i, _, k) in enumerate(batch):
                 total[i] += sums[j]
