@@ -157,6 +157,9 @@ class LearnerConfig(StrictModel):
     batch_size: int | None = Field(None, ge=1)  # default: the preset's
     lr: float | None = Field(None, gt=0.0)
     params: dict[str, Any] = Field(default_factory=dict)  # passed to the training function
+    # false: a curation-only experiment (composition, audit and selection cost of every strategy); no
+    # learner is trained and the evaluation suites are not run
+    train: bool = True
 
     @field_validator("device")
     @classmethod

@@ -450,7 +450,20 @@ def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
     return TinyGPT(config, BPETokenizer.from_file(ws.tokenizer), seed=seed, device=lc.device)
 
 
+def selection_suite(keep: np.ndarray, n_tokens: np.ndarray) -> dict[str, Any]:
+    """Results of a curation-only cell: kept shares of documents and tokens (exact, so no interval)."""
+    n = len(keep)
+    docs = float(keep.mean()) if n else math.nan
+    toks = float(n_tokens[keep].sum() / max(n_tokens.sum(), 1.0))
+    return {"skipped": None, "metrics": {
+        "kept_docs_share": {"value": docs, "low": docs, "high": docs, "n": n},
+        "kept_tokens_share": {"value": toks, "low": toks, "high": toks, "n": n},
+    }}
+
+
 def _num_params(learner: Any) -> float:
+    if learner is None:
+        return 0.0
     fn = getattr(learner, "num_parameters", None)
     if callable(fn):
         return float(fn())
@@ -706,12 +719,15 @@ def run_cell(
     sel = select_stage(cfg, ws, cell, table, target)
     with atomic_path(out / "manifest.parquet") as tmp:
         sel.selection_manifest.to_parquet(tmp, index=False)
-    learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection_manifest, events)
-    suites, t_eval = evaluate_stage(cfg, ws, learner, cell.seed, evaldata, events)
-
     man = sel.selection_manifest
     keep = (man["decision"] == "keep").to_numpy()
     ntok = table.set_index("id").loc[man["id"], "n_tokens"].to_numpy(dtype=float)
+    if cfg.learner.train:
+        learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection_manifest, events)
+        suites, t_eval = evaluate_stage(cfg, ws, learner, cell.seed, evaldata, events)
+    else:  # curation only: the selection itself is the result
+        learner, train_log, t_train, t_eval = None, {"tokens_seen": 0}, 0.0, 0.0
+        suites = {"selection": selection_suite(keep, ntok)}
     train_tokens = float(train_log["tokens_seen"])
     params = _num_params(learner)
     efficiency = {
