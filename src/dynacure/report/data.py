@@ -87,7 +87,9 @@ def combine_seeds(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tu
     var = float(np.mean(se**2)) / k + float(np.var(v, ddof=1)) / k
     m = float(np.mean(v))
     half = 1.96 * math.sqrt(var)
-    return m, m - half, m + half
+    # Never past the hull of the seeds' own intervals: with few seeds the normal approximation can leave a
+    # metric's range (a toxicity probability of 0, 0, 0.01 gave [-0.005, 0.012]).
+    return m, max(m - half, float(lo.min())), min(m + half, float(hi.max()))
 
 
 def aggregate(results: pd.DataFrame, suite: str, metric: str,
