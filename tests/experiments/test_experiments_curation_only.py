@@ -61,3 +61,19 @@ def test_curation_only_grid_reports_selection_and_composition(tmp_path: Path) ->
     assert heur < 0.5 * pool_toxic
     assert rand == pytest.approx(pool_toxic, abs=0.1)
     assert not pd.isna(pool_toxic) and pool_toxic > 0.1
+
+
+def test_runs_folder_written_before_a_new_default_option_still_resumes(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    cfg = load_experiment_config(tmp_path / "c.toml")
+    runs = tmp_path / "runs"
+    first = run_experiment(cfg, runs)
+    info = json.loads((runs / "experiment.json").read_text())
+    del info["config"]["learner"]["params"]  # as written by a version without this (defaulted) field
+    (runs / "experiment.json").write_text(json.dumps(info))
+    again = run_experiment(cfg, runs)  # resumes: every cell is already done
+    pd.testing.assert_frame_equal(first, again)
+    info["config"]["learner"]["preset"] = "tiny"  # a real change is still refused
+    (runs / "experiment.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="different learner"):
+        run_experiment(cfg, runs)

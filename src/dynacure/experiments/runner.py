@@ -112,6 +112,15 @@ def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 _RESUME_FREE = ("workers",)
 
 
+def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the defaults of fields added since it was written filled in (so adding an
+    option with a default that keeps the old behaviour does not block resuming older RUNS folders)."""
+    try:
+        return config_dict(ExperimentConfig.model_validate(stored))
+    except ValueError:  # written by a version with other fields: compare as stored
+        return stored
+
+
 def open_workspace(cfg: ExperimentConfig, runs: str | Path) -> Workspace:
     """Create RUNS or check that it was made by the same experiment (a resume must not mix configs)."""
     ws = Workspace(Path(runs))
@@ -124,7 +133,7 @@ def open_workspace(cfg: ExperimentConfig, runs: str | Path) -> Workspace:
                 f"{ws.experiment}: format_version {prev.get('format_version')!r}; this dynacure "
                 f"writes {EXPERIMENT_FORMAT_VERSION}: use a new RUNS folder"
             )
-        old = {k: v for k, v in prev.get("config", {}).items() if k not in _RESUME_FREE}
+        old = {k: v for k, v in _normalised(prev.get("config", {})).items() if k not in _RESUME_FREE}
         new = {k: v for k, v in cur.items() if k not in _RESUME_FREE}
         # Grid axes may grow (more seeds, strategies, budgets); what every cell shares may not change.
         shared = ("corpus", "scoring", "learner", "evaluation", "target_size", "format_version")
