@@ -33,13 +33,16 @@ def find_manifests(paths: list[Path]) -> dict[str, Path]:
 
 
 def corpus_of(manifest: Path) -> Path | None:
-    """The input corpus recorded by `curate` in run.json next to the manifest, if any."""
+    """The input corpus of a manifest: the one `curate` recorded in run.json next to it, or, for a cell of
+    an experiment (``RUNS/cells/<cell>/manifest.parquet``), the experiment's corpus ``RUNS/corpus``."""
     info = manifest.parent / "run.json"
     if info.exists():
         cfg = json.loads(info.read_text()).get("config", {})
         for key in ("corpus", "corpus_path", "input"):
-            if cfg.get(key):
+            if isinstance(cfg.get(key), str) and cfg[key]:
                 return Path(cfg[key])
+    if manifest.parent.parent.name == "cells" and (manifest.parents[2] / "corpus").is_dir():
+        return manifest.parents[2] / "corpus"
     return None
 
 
