@@ -5,7 +5,7 @@ actor, not once per batch. The driver streams shards from ``iter_shards`` in win
 ``window_docs`` documents (memory stays bounded by the window, not the corpus), sends the pending rows of
 a window through ``map_batches`` with order preserved, and writes each shard's table and done-marker with
 the same functions as the local engine (``dynacure.engines.common``), so both engines give identical files
-and either can resume the other's run. On a cluster, point ``ray.init`` at it before calling; otherwise a
+and either can resume the other's run. On a cluster, set RAY_ADDRESS (or call ``ray.init`` first); otherwise a
 local Ray with ``num_cpus=max(2, workers)`` and no dashboard is started (and left running for reuse).
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,8 +66,11 @@ def ensure_ray(num_cpus: int) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        if os.environ.get("RAY_ADDRESS"):  # a running (multi-node) cluster: its resources are its own
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     # Rows must come back in input order to be regrouped into shards as they stream out.
     ctx.execution_options.preserve_order = True
