@@ -680,9 +680,9 @@ def evaluate_stage(
 
     judge = None
     if cfg.scoring.demo_models:
-        from dynacure.signals.toxicity import load_judge
+        from dynacure.evaluation.judge import default_judge
 
-        judge = load_judge(ws.models)
+        judge = default_judge(ws.models)  # with its training provenance, which the suite checks
     opts = evaluation_options(cfg, evaldata)
     names = list(cfg.evaluation.suites)
 
