@@ -67,6 +67,17 @@ class CausalLMLearner(Learner):
     step: int
     _rng: np.random.Generator
 
+    def check_generation(self, num_samples: int, max_new_tokens: int, top_p: float) -> None:
+        """The checks every ``generate`` makes before any work."""
+        if num_samples < 1 or max_new_tokens < 1:
+            raise ValueError("num_samples and max_new_tokens must be >= 1")
+        if max_new_tokens > self.n_ctx - 1:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} does not fit the context of {self.n_ctx} tokens"
+            )
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
     # ---- what a subclass provides -------------------------------------------------------------------
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

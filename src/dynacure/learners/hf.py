@@ -135,12 +135,7 @@ class HFLearner(CausalLMLearner):
     ) -> list[list[str]]:
         from transformers import GenerationConfig
 
-        if num_samples < 1 or max_new_tokens < 1:
-            raise ValueError("num_samples and max_new_tokens must be >= 1")
-        if max_new_tokens > self.n_ctx - 1:
-            raise ValueError(
-                f"max_new_tokens={max_new_tokens} does not fit the context of {self.n_ctx} tokens"
-            )
+        self.check_generation(num_samples, max_new_tokens, top_p)
         greedy = temperature <= 0
         # Explicit config: a model's own generation defaults (top_k=50, penalties) must not leak in.
         gcfg = GenerationConfig(

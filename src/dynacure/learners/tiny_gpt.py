@@ -245,14 +245,7 @@ class TinyGPT(CausalLMLearner):
         temperature: float = 1.0,
         seed: int = 0,
     ) -> list[list[str]]:
-        if num_samples < 1 or max_new_tokens < 1:
-            raise ValueError("num_samples and max_new_tokens must be >= 1")
-        if max_new_tokens > self.n_ctx - 1:
-            raise ValueError(
-                f"max_new_tokens={max_new_tokens} does not fit the context of {self.n_ctx} tokens"
-            )
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.check_generation(num_samples, max_new_tokens, top_p)
         room = self.n_ctx - max_new_tokens
         encoded = [([self.bos_id, *ids])[-room:] for ids in self.encode(prompts)]
         gen = torch.Generator(device=self.device).manual_seed(seed)
