@@ -512,29 +512,6 @@ def strategy_params(
     return out
 
 
-def _gpt_params(preset: str) -> float:
-    """Parameter count of a TinyGPT preset from its dimensions (embeddings + blocks)."""
-    from dynacure.learners.presets import get_preset
-
-    c = get_preset(preset)
-    return float(c.vocab_size * c.d_model + c.n_ctx * c.d_model + c.n_layer * 12 * c.d_model**2)
-
-
-def loop_curation_flops(selector: Any, table: pd.DataFrame) -> float:
-    """Training FLOPs of the loop's own learner while the policy learns (6 * params * tokens); approximate:
-    tokens = steps x learner_steps x train_batch x mean document length (capped at the context), in
-    whitespace tokens. NaN when the strategy trains no model."""
-    cfg = getattr(selector, "config", None)
-    if cfg is None or not getattr(selector, "use_learner", False) or getattr(selector, "policy_path", None):
-        return math.nan
-    from dynacure.learners.presets import get_preset
-
-    ctx = get_preset(cfg.learner_preset).n_ctx
-    mean_len = float(np.minimum(table["n_tokens"].to_numpy(dtype=float), ctx).mean()) if len(table) else 0.0
-    tokens = cfg.steps * cfg.learner_steps * cfg.train_batch * mean_len
-    return 6.0 * _gpt_params(cfg.learner_preset) * tokens
-
-
 def select_stage(
     cfg: ExperimentConfig, ws: Workspace, cell: Cell, table: pd.DataFrame, target: list[str]
 ) -> CellOutcome:
