@@ -177,6 +177,17 @@ def shard_is_done(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[
     return table.exists() or len(ids) == 0
 
 
+def signals_to_score(attrs_dir: str | Path, names: Sequence[str], shard: str, ids: Sequence[str],
+                     summary: ScoreSummary) -> list[str]:
+    """The signals a shard still needs; those an earlier run finished are counted as resumed."""
+    todo = [n for n in names if not shard_is_done(attrs_dir, n, shard, ids)]
+    for n in names:
+        if n not in todo:
+            summary.skipped_shards[n] += 1
+            summary.resumed_docs[n] += len(ids)
+    return todo
+
+
 def score_texts(signal: Signal, texts: list[str]) -> dict[str, np.ndarray]:
     """Score in batches of the signal's declared batch size; check every column's length and name."""
     size = max(1, int(signal.resources.batch_size))

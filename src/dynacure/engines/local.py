@@ -46,7 +46,7 @@ from dynacure.engines.common import (
     new_summary,
     parse_signal_names,
     score_shard,
-    shard_is_done,
+    signals_to_score,
 )
 from dynacure.io.quarantine import Quarantine
 from dynacure.io.readers import CORPUS_MANIFEST, ReadStats, iter_shards, list_data_files
@@ -301,11 +301,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
         try:
             for shard in iter_shards(corpus_path, shard_size=shard_size, quarantine=quar, stats=stats):
                 ids = [d.id for d in shard.docs]
-                todo = [n for n in names if not shard_is_done(attrs, n, shard.name, ids)]
-                for n in names:
-                    if n not in todo:
-                        summary.skipped_shards[n] += 1
-                        summary.resumed_docs[n] += len(ids)
+                todo = signals_to_score(attrs, names, shard.name, ids, summary)
                 if not todo:
                     advance(shard.name, len(ids))
                     continue

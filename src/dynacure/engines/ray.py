@@ -27,7 +27,7 @@ from dynacure.engines.common import (
     ScoreSummary,
     new_summary,
     score_texts,
-    shard_is_done,
+    signals_to_score,
     write_shard_outputs,
 )
 from dynacure.engines.local import corpus_doc_count, finish, prepare, seed_scoring, shard_progress
@@ -158,11 +158,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
         in_window = 0
         for shard in iter_shards(corpus_path, shard_size=shard_size, quarantine=quar, stats=stats):
             ids = [d.id for d in shard.docs]
-            todo = [n for n in names if not shard_is_done(attrs, n, shard.name, ids)]
-            for n in names:
-                if n not in todo:
-                    summary.skipped_shards[n] += 1
-                    summary.resumed_docs[n] += len(ids)
+            todo = signals_to_score(attrs, names, shard.name, ids, summary)
             if not todo:
                 advance(shard.name, len(ids))
                 continue
