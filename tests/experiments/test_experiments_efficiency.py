@@ -45,35 +45,10 @@ def test_loop_flops_learner_part_is_6_n_tokens():
     assert applied_only["total"] == eff.forward_flops(eff.policy_params(cfg.hidden), 1000)
 
 
-def test_color_and_ica_flops_known_answers():
-    # pool tokens [10, 100] -> [10, 64] under a 64 context: both models forward over 74 tokens
-    total = eff.color_flops(
-        1000,
-        64,
-        np.array([10, 100]),
-        np.array([20]),
-        prior_steps=5,
-        conditional_steps=2,
-        batch_size=3,
-        prior_trained=False,
-    )
-    assert total == 2 * 2 * 1000 * 74 + 6 * 1000 * 2 * 3 * 20
-    with_prior = eff.color_flops(
-        1000,
-        64,
-        np.array([10, 100]),
-        np.array([20]),
-        prior_steps=5,
-        conditional_steps=2,
-        batch_size=3,
-        prior_trained=True,
-    )
-    assert with_prior - total == 6 * 1000 * 5 * 3 * 37
-    # ICA: plain pass over [10, 64]; with 2 neighbours of 5 tokens: [20, 64]
-    ica = eff.ica_flops(
-        1000, 64, np.array([10, 100]), np.array([5, 5]), k=2, prior_steps=0, batch_size=1, prior_trained=False
-    )
-    assert ica == 2 * 1000 * 74 + 2 * 1000 * 84
+def test_model_work_flops_known_answer():
+    cost = {"params": 1000.0, "forward_positions": 74.0, "train_positions": 60.0}
+    assert eff.model_work_flops(cost) == 2 * 1000 * 74 + 6 * 1000 * 60
+    assert math.isnan(eff.model_work_flops(None))
 
 
 def test_curation_flops_nan_for_rules_and_finite_for_loop():
@@ -83,6 +58,10 @@ def test_curation_flops_nan_for_rules_and_finite_for_loop():
     assert math.isnan(eff.curation_flops("random", get_selector("random"), nt))
     bandit = get_selector("bandit", steps=4, candidates=8, train_batch=4, sample_size=20)
     assert eff.curation_flops("bandit", bandit, nt) > 0
+    color = get_selector("color")
+    assert math.isnan(eff.curation_flops("color", color, nt))  # nothing run yet
+    color.cost = {"params": 10.0, "forward_positions": 5.0, "train_positions": 1.0}
+    assert eff.curation_flops("color", color, nt) == 2 * 10 * 5 + 6 * 10 * 1
 
 
 class _Slow:

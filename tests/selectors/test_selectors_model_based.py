@@ -109,3 +109,42 @@ def test_ica_reweighter_refreshes_and_measures_overhead(small_topics, sports_tar
     n = rw.n_scored
     rw.weights(idx)
     assert rw.n_scored == n
+
+
+def test_color_counts_the_positions_it_ran(small_topics, sports_target, nano_prior):
+    t = small_topics.iloc[:60]
+    sel_obj = get_selector("color", conditional_steps=3)
+    sel_obj.select(t, SelectionContext(budget=0.3, seed=0, learner=nano_prior, target_texts=sports_target))
+    # one window of at most n_ctx tokens per document, through the prior and the conditional model
+    lengths = [min(len(ids), nano_prior.n_ctx) for ids in nano_prior.encode(t["text"].tolist())]
+    assert sel_obj.cost["forward_positions"] == 2 * sum(lengths)
+    assert 0 < sel_obj.cost["train_positions"] <= 3 * nano_prior.batch_size * nano_prior.n_ctx
+    assert sel_obj.cost["params"] == nano_prior.num_parameters()
+
+
+def test_untrained_learner_is_trained_on_a_copy_before_scoring(small_topics):
+    from dynacure.learners.tiny_gpt import TinyGPT
+    from dynacure.selectors.models import prior_learner
+
+    texts = small_topics["text"].tolist()
+    fresh = TinyGPT.create(texts, preset="nano", seed=0)
+    prior = prior_learner(fresh, texts, steps=5, n_docs=50)
+    assert prior is not fresh and prior.step == 5 and fresh.step == 0
+    assert prior_learner(prior, texts) is prior  # a trained learner is used as it is
+
+
+def test_ica_scores_only_the_first_score_tokens(small_topics, sports_target, nano_prior):
+    from dynacure.selectors.ica import default_score_tokens, ica_scores
+
+    m = default_score_tokens(nano_prior)
+    assert m == nano_prior.n_ctx // 2
+    texts = [(t + " ") * 4 for t in small_topics["text"].tolist()[:20]]
+    assert all(len(ids) > m + 4 for ids in nano_prior.encode(texts))
+    contexts = [sports_target[i % len(sports_target)] for i in range(len(texts))]
+    base = ica_scores(nano_prior, texts, contexts, score_tokens=m)
+    # what follows the first m tokens does not change the score (the context keeps its half of the window)
+    longer = [t + " tail" * (3 * nano_prior.n_ctx) for t in texts]
+    assert np.allclose(ica_scores(nano_prior, longer, contexts, score_tokens=m), base, atol=1e-6)
+    assert np.all(np.isfinite(base)) and np.std(base) > 0
+    # the context is in the window: scores are not all zero
+    assert np.abs(base).mean() > 1e-3

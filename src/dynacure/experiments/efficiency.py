@@ -10,10 +10,9 @@ Curation FLOPs are the model work spent *deciding* what to keep:
 - learned policies (``ppo``/``reinforce``/``bandit``): training the loop's own small GPT while the policy
   learns, plus the probes' forward passes (generations and held-out losses) every ``probe_every`` steps;
   the policy network itself is a few thousand parameters and is counted too, though it is negligible;
-- CoLoR-Filter: training the prior (when none is handed in), fine-tuning the conditional model on the
-  target set, and one forward pass of both models over the pool;
-- ICA: training the prior (when none is handed in) and two forward passes over the pool, one of them with
-  ``k`` held-out neighbours as context;
+- CoLoR-Filter and ICA: the token positions their models actually ran, counted by the learner
+  (``positions_trained``: training the prior when it is trained for the selection, fine-tuning CoLoR's
+  conditional model; ``positions_forwarded``: the scoring passes, context positions included);
 - strategies that only read stored scores (random, heuristic, classifier, RAFT, DSIR): NaN, their cost is
   the scoring pass, timed separately as ``time_scoring_s``.
 """
@@ -106,68 +105,15 @@ def loop_flops(
     return parts
 
 
-def color_flops(
-    n_params: float,
-    n_ctx: int,
-    pool_tokens: np.ndarray,
-    target_tokens: np.ndarray,
-    prior_steps: int,
-    conditional_steps: int,
-    batch_size: int,
-    prior_trained: bool,
-) -> float:
-    """CoLoR-Filter: prior training (if it builds its own prior), conditional fine-tune, and a forward
-    pass of both models over the pool."""
-    pool = capped_tokens(pool_tokens, n_ctx)
-    target = capped_tokens(target_tokens, n_ctx)
-    mean_pool = float(pool.mean()) if len(pool) else 0.0
-    mean_target = float(target.mean()) if len(target) else 0.0
-    total = 2 * forward_flops(n_params, pool.sum())
-    total += train_flops(n_params, conditional_steps * batch_size * mean_target)
-    if prior_trained:
-        total += train_flops(n_params, prior_steps * batch_size * mean_pool)
-    return float(total)
+def model_work_flops(cost: dict[str, float] | None) -> float:
+    """FLOPs of the positions a model-aware selector actually ran (``selectors.models.model_cost``)."""
+    if not cost:
+        return math.nan
+    n = cost["params"]
+    return forward_flops(n, cost["forward_positions"]) + train_flops(n, cost["train_positions"])
 
 
-def ica_flops(
-    n_params: float,
-    n_ctx: int,
-    pool_tokens: np.ndarray,
-    holdout_tokens: np.ndarray,
-    k: int,
-    prior_steps: int,
-    batch_size: int,
-    prior_trained: bool,
-) -> float:
-    """ICA: prior training (if it builds its own prior) and two forward passes over the pool, the second
-    with ``k`` held-out neighbours in front of each document (the whole input capped at the context)."""
-    pool = np.asarray(pool_tokens, dtype=np.float64)
-    mean_hold = float(np.mean(holdout_tokens)) if len(holdout_tokens) else 0.0
-    plain = capped_tokens(pool, n_ctx).sum()
-    with_ctx = np.minimum(pool + k * mean_hold, float(n_ctx)).sum()
-    total = forward_flops(n_params, plain) + forward_flops(n_params, with_ctx)
-    if prior_trained:
-        mean_pool = float(capped_tokens(pool, n_ctx).mean()) if len(pool) else 0.0
-        total += train_flops(n_params, prior_steps * batch_size * mean_pool)
-    return float(total)
-
-
-def _learner_size(learner: Any, preset: str) -> tuple[float, int]:
-    """(parameters, context) of the learner handed to a model-based strategy, else of its own preset."""
-    if learner is not None:
-        fn = getattr(learner, "num_parameters", None)
-        n = float(fn()) if callable(fn) else preset_params(preset)
-        return n, int(getattr(learner, "n_ctx", preset_context(preset)))
-    return preset_params(preset), preset_context(preset)
-
-
-def curation_flops(
-    strategy: str,
-    selector: Any,
-    n_tokens: np.ndarray,
-    learner: Any = None,
-    target_texts: list[str] | None = None,
-) -> float:
+def curation_flops(strategy: str, selector: Any, n_tokens: np.ndarray) -> float:
     """Curation FLOPs of one selection by ``selector`` (registry name ``strategy``); NaN for rule-based
     strategies over stored scores."""
     n_tokens = np.asarray(n_tokens, dtype=np.float64)
@@ -180,24 +126,8 @@ def curation_flops(
         return loop_flops(cfg, sample, len(n_tokens), bool(getattr(selector, "use_learner", True)), learns)[
             "total"
         ]
-    target_len = np.array([len(t.split()) for t in (target_texts or [])], dtype=np.float64)
-    if strategy == "color":
-        n, ctx = _learner_size(learner, selector.preset)
-        return color_flops(
-            n,
-            ctx,
-            n_tokens,
-            target_len,
-            selector.prior_steps,
-            selector.conditional_steps,
-            getattr(learner, "batch_size", 16) if learner is not None else 16,
-            prior_trained=learner is None,
-        )
-    if strategy == "ica":
-        n, ctx = _learner_size(learner, selector.preset)
-        return ica_flops(
-            n, ctx, n_tokens, target_len, selector.k, selector.prior_steps, 16, prior_trained=learner is None
-        )
+    if strategy in ("color", "ica"):
+        return model_work_flops(getattr(selector, "cost", None))
     return math.nan
 
 

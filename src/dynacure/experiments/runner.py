@@ -516,17 +516,16 @@ def select_stage(
     cfg: ExperimentConfig, ws: Workspace, cell: Cell, table: pd.DataFrame, target: list[str]
 ) -> CellOutcome:
     """Run the cell's strategy on the shared scored table at the cell's budget."""
-    from dynacure.selectors import get_selector, selector_class
+    from dynacure.selectors import get_selector
     from dynacure.selectors.base import SelectionContext
 
     params = strategy_params(cell, dict(cell.params), cell.weights)
-    factory = selector_class(cell.strategy_name)
-    proxy = None
-    if getattr(factory, "needs_learner", False):
-        # Model-aware strategies (CoLoR, ICA) get their own learner of the same kind; the cell's learner is
-        # trained afterwards on the selection, like every other strategy's.
-        proxy = make_learner(cfg, ws, cell.seed)
     selector = get_selector(cell.strategy_name, **params)
+    proxy = None
+    if getattr(selector, "needs_learner", False) and getattr(selector, "prior", "own") == "learner":
+        # A fresh learner of the experiment's kind as the scoring model; by default (prior="own") CoLoR and
+        # ICA train their own small TinyGPT, the paper's small auxiliary model.
+        proxy = make_learner(cfg, ws, cell.seed)
     ctx = SelectionContext(budget=cell.budget, seed=cell.seed, learner=proxy, target_texts=target)
     from dynacure.experiments.efficiency import curation_flops, split_selection_time, time_method
 
@@ -535,7 +534,7 @@ def select_stage(
     sel = selector.select(table, ctx)
     seconds = time.perf_counter() - t0
     timings = {"time_selection_s": seconds, **split_selection_time(cell.strategy_name, seconds, learning)}
-    flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy(), proxy, target)
+    flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy())
     return CellOutcome(sel.manifest(), timings, _policy_log(selector), flops)
 
 

@@ -26,9 +26,12 @@ class Learner(ABC):
         """
 
     @abstractmethod
-    def example_losses(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+    def example_losses(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None, max_tokens: int | None = None
+    ) -> np.ndarray:
         """Mean token negative log-likelihood of each text, optionally conditioned on a context placed
-        before it (the context's own tokens are not scored). Shape ``(len(texts),)``."""
+        before it (the context's own tokens are not scored). ``max_tokens`` scores only each text's first
+        ``max_tokens`` tokens (cheap ranking scores). Shape ``(len(texts),)``."""
 
     @abstractmethod
     def continuation_logprob(self, prefixes: Sequence[str], continuations: Sequence[str]) -> tuple[

@@ -66,6 +66,9 @@ class CausalLMLearner(Learner):
     optimizer: torch.optim.Optimizer
     step: int
     _rng: np.random.Generator
+    # Token positions run through the model (for FLOP accounting): by the scoring methods, by train_step.
+    positions_forwarded: int = 0
+    positions_trained: int = 0
 
     def check_generation(self, num_samples: int, max_new_tokens: int, top_p: float) -> None:
         """The checks every ``generate`` makes before any work."""
@@ -86,6 +89,13 @@ class CausalLMLearner(Learner):
     @abstractmethod
     def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``(B, T, V)`` for right-padded ``input_ids`` (mask True on real tokens)."""
+
+    def _scored_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, scored: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``(n_scored, vocab)`` of the positions where ``scored`` is True; a subclass that can apply
+        its output head to those positions only saves the head and softmax work on context positions."""
+        return self._logits(input_ids, attention_mask)[scored]
 
     @abstractmethod
     def _module(self) -> torch.nn.Module:
@@ -138,6 +148,7 @@ class CausalLMLearner(Learner):
             raise ValueError("train_step needs at least one text")
         w = torch.tensor(check_weights(weights, len(texts)), dtype=torch.float32, device=self.device)
         inp, tgt, mask = self._pad_rows(self.training_rows(texts))
+        self.positions_trained += int(mask.sum())
         module = self._module()
         module.train()
         logits = self._logits(inp, mask)
@@ -197,23 +208,30 @@ class CausalLMLearner(Learner):
             inp, tgt, mask = self._pad_rows([row for _, row, _ in batch])
             for j, (_, row, k) in enumerate(batch):  # unscored (context) targets are ignored
                 tgt[j, :len(row) - 1 - k] = IGNORE
-            logits = self._logits(inp, mask)
-            # Flattened rather than (B, V, T): same values, ~2.7x faster on CPU (strided class dimension).
-            b, t, v = logits.shape
-            nll = F.cross_entropy(logits.float().reshape(b * t, v), tgt.reshape(b * t), ignore_index=IGNORE,
-                                  reduction="none").view(b, t)
-            sums = nll.sum(1).double().cpu().numpy()
+            self.positions_forwarded += int(mask.sum())
+            scored = tgt != IGNORE
+            logits = self._scored_logits(inp, mask, scored)
+            nll = F.cross_entropy(logits.float(), tgt[scored], reduction="none")
+            row_of = scored.nonzero()[:, 0]
+            sums = torch.zeros(len(batch), dtype=torch.float64, device=nll.device).index_add_(
+                0, row_of, nll.double()).cpu().numpy()
             for j, (i, _, k) in enumerate(batch):
                 total[i] += sums[j]
                 count[i] += k
         module.train(was_training)
         return total, count
 
-    def example_losses(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+    def example_losses(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None, max_tokens: int | None = None
+    ) -> np.ndarray:
         """Mean token NLL per text (NaN for a text with no tokens)."""
         if contexts is not None and len(contexts) != len(texts):
             raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         tgt = self.encode(texts)
+        if max_tokens is not None:
+            tgt = [t[:max_tokens] for t in tgt]
         ctx = self.encode(contexts) if contexts is not None else [[] for _ in texts]
         total, count = self._sum_nll(ctx, tgt)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -137,6 +137,20 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         """``idx``/``pos``: ``(B, T)``; ``mask``: bool ``(B, 1, T, T_keys)``, True = may attend."""
+        return self.head(self.hidden(idx, pos, mask, cache))
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from final hidden states (the output head is tied to the token embedding)."""
+        return F.linear(hidden, self.wte.weight)
+
+    def hidden(
+        self,
+        idx: torch.Tensor,
+        pos: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Final (normalised) hidden states ``(B, T, d_model)``."""
         if pos is None:
             pos = torch.arange(idx.shape[1], device=idx.device).expand_as(idx)
         x = self.drop(self.wte(idx) + self.wpe(pos))
@@ -144,7 +158,7 @@ class GPT(nn.Module):
             x = blk(x, mask, cache, i)
         if cache is not None:
             cache.length += idx.shape[1]
-        return F.linear(self.ln_f(x), self.wte.weight)
+        return self.ln_f(x)
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> torch.Tensor:
@@ -230,6 +244,11 @@ class TinyGPT(CausalLMLearner):
     def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # Right padding + causal attention: real tokens never see the padding, so no mask is needed.
         return self.model(input_ids)
+
+    def _scored_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, scored: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model.head(self.model.hidden(input_ids)[scored])
 
     def _module(self) -> nn.Module:
         return self.model

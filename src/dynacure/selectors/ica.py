@@ -1,7 +1,10 @@
 """``ica``: In-Context Approximation data scoring and reweighting (seed 004).
 
 ``score(x) = loss(x) - loss(x | H_k)``: how much the current model's loss on ``x`` drops when the ``k``
-holdout examples nearest to ``x`` are placed in the context before it. A large drop means the holdout set
+holdout examples nearest to ``x`` are placed in the context before it. Both losses are taken over the
+first ``score_tokens`` tokens of ``x`` (default: half the model's context), so that the holdout context
+fills the other half of the same window: scoring more of a long ``x`` would push the context out of the
+window and compare two unconditioned losses. A large drop means the holdout set
 "explains" ``x``; under a local linearisation this approximates the holdout-loss gain of a gradient step on
 ``x``. No reference model and no extra fine-tuning: one model, two forward passes per example.
 
@@ -37,7 +40,7 @@ from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, top_to_budget
 from dynacure.selectors.common import check_table, token_counts
-from dynacure.selectors.models import pool_learner
+from dynacure.selectors.models import PRIOR_CHOICES, model_cost, prior_learner, work_done
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +149,27 @@ class NeighbourIndex:
         return [separator.join(self.holdout[j] for j in row) for row in neighbours]
 
 
+def default_score_tokens(learner: Learner) -> int:
+    """Half the learner's context: the scored part of ``x``; the holdout context gets the other half."""
+    return max(1, int(getattr(learner, "n_ctx", 128)) // 2)
+
+
 def ica_scores(
-    learner: Learner, texts: Sequence[str], contexts: Sequence[str], batch_size: int = 64
+    learner: Learner,
+    texts: Sequence[str],
+    contexts: Sequence[str],
+    batch_size: int = 1024,
+    score_tokens: int | None = None,
 ) -> np.ndarray:
-    """``loss(x) - loss(x | context)`` for each text (mean token NLL, from the learner)."""
+    """``loss(x) - loss(x | context)`` for each text (mean NLL over its first ``score_tokens`` tokens)."""
     texts, contexts = list(texts), list(contexts)
+    m = score_tokens or default_score_tokens(learner)
     out = np.empty(len(texts), dtype=np.float64)
     for i in range(0, len(texts), batch_size):
         t, c = texts[i : i + batch_size], contexts[i : i + batch_size]
-        out[i : i + len(t)] = np.asarray(learner.example_losses(t)) - np.asarray(learner.example_losses(t, c))
+        out[i : i + len(t)] = np.asarray(learner.example_losses(t, max_tokens=m)) - np.asarray(
+            learner.example_losses(t, c, max_tokens=m)
+        )
     return out
 
 
@@ -195,7 +210,16 @@ class ICASelector(Selector):
         prior_docs: int = 2000,
         prior_steps: int = 200,
         use_embeddings: bool = True,
+        score_tokens: int | None = None,
+        prior: str = "own",
     ) -> None:
+        if prior not in PRIOR_CHOICES:
+            raise ValueError(f"prior must be one of {PRIOR_CHOICES}, got {prior!r}")
+        self.prior = prior
+        if score_tokens is not None and score_tokens < 1:
+            raise ValueError(f"score_tokens must be >= 1, got {score_tokens}")
+        self.score_tokens = score_tokens
+        self.cost: dict[str, float] | None = None  # model work of the last selection (FLOP accounting)
         self.k, self.batch_size = int(k), int(batch_size)
         self.preset, self.prior_docs, self.prior_steps = preset, int(prior_docs), int(prior_steps)
         self.use_embeddings = bool(use_embeddings)
@@ -207,7 +231,8 @@ class ICASelector(Selector):
         if not holdout:
             raise ValueError("ica needs a holdout set (ctx.target_texts / --target)")
         texts = table["text"].astype(str).tolist()
-        learner = ctx.learner or pool_learner(texts, self.preset, ctx.seed, self.prior_docs, self.prior_steps)
+        start = work_done(ctx.learner) if ctx.learner is not None else (0, 0)
+        learner = prior_learner(ctx.learner, texts, self.preset, ctx.seed, self.prior_docs, self.prior_steps)
         vectors = table_vectors(table) if self.use_embeddings else None
         hvec = holdout_embeddings(holdout) if vectors is not None else None
         if vectors is not None and hvec is not None and hvec.shape[1] == vectors.shape[1]:
@@ -218,7 +243,11 @@ class ICASelector(Selector):
             index = NeighbourIndex(holdout, self.k).fit_tfidf(texts)
             neighbours = index.query(texts=texts)
             self.neighbour_source = "tfidf"
-        return ica_scores(learner, texts, index.contexts(neighbours), self.batch_size)
+        # batch_size is the reweighting batch; scoring goes in larger chunks (the learner packs windows).
+        out = ica_scores(learner, texts, index.contexts(neighbours), score_tokens=self.score_tokens)
+        done = work_done(learner)
+        self.cost = model_cost(learner, done[0] - start[0], done[1] - start[1])
+        return out
 
     def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
         check_budget(ctx.budget)
@@ -240,6 +269,8 @@ class ICASelector(Selector):
             "prior_docs": self.prior_docs,
             "prior_steps": self.prior_steps,
             "neighbours": self.neighbour_source or None,
+            "score_tokens": self.score_tokens,
+            "prior": self.prior,
         }
 
 
@@ -260,7 +291,9 @@ class ICAReweighter:
         refresh_every: int = 100,
         candidate_vectors: np.ndarray | None = None,
         holdout_vectors: np.ndarray | None = None,
+        score_tokens: int | None = None,
     ) -> None:
+        self.score_tokens = score_tokens
         if refresh_every < 1:
             raise ValueError(f"refresh_every must be >= 1, got {refresh_every}")
         self.learner = learner
@@ -293,6 +326,7 @@ class ICAReweighter:
                 texts,
                 self.index.contexts(self._neighbours[stale]),
                 batch_size=max(1, len(stale)),
+                score_tokens=self.score_tokens,
             )
             self._stamp[stale] = self.steps
             self.n_scored += len(stale)
