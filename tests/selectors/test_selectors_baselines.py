@@ -151,3 +151,52 @@ def test_raft_with_uneven_lengths_never_skips_a_fitting_better_doc():
             used += n_tok[i]
         else:
             assert used + n_tok[i] > limit
+
+
+def test_heuristic_blocklist_feature_equals_text_path():
+    t = pd.DataFrame({
+        "id": ["a", "b", "c", "d"], "n_tokens": [4, 4, 5, 3],
+        "text": ["a nice day", "what a BASTARD he", "just go   die now", "classic assessment"],
+        "profanity__toxicity": [0.1, 0.2, 0.1, 0.0],
+    })
+    h = get_selector("heuristic")
+    feats = h.text_features(t["text"].tolist())["blocklist"]
+    assert [h.entries[c] if c >= 0 else None for c in feats] == [None, "bastard", "go die", None]
+    from_text = h.select(t, SelectionContext(budget=1.0, seed=0))
+    no_text = t.drop(columns="text").assign(**{h.feature_column("blocklist"): feats})
+    from_feature = h.select(no_text, SelectionContext(budget=1.0, seed=0))
+    assert list(from_feature.reason) == list(from_text.reason)
+    with pytest.raises(ValueError, match="heuristic__blocklist"):
+        h.select(t.drop(columns="text"), SelectionContext(budget=1.0, seed=0))
+
+
+def test_curate_gives_the_heuristic_features_not_the_texts(tmp_path, monkeypatch):
+    from dynacure.io.demo_corpus import generate_demo_corpus
+    from dynacure.io.writers import write_corpus
+    from dynacure.selectors.curate import curate
+    from dynacure.selectors.heuristic import HeuristicSelector
+
+    docs = generate_demo_corpus(n_docs=300, toxic_share=0.2, seed=4)
+    write_corpus(docs, tmp_path / "corpus", shard_size=70)
+    seen = {}
+    original = HeuristicSelector.select
+
+    def spy(self, table, ctx):
+        seen["columns"] = list(table.columns)
+        return original(self, table, ctx)
+
+    monkeypatch.setattr(HeuristicSelector, "select", spy)
+    # a high threshold leaves the toxic documents to the blocklist
+    res = curate(tmp_path / "corpus", tmp_path / "out", "heuristic", 0.5, seed=2, shard_size=70,
+                 params={"threshold": 0.999})
+    assert "text" not in seen["columns"] and "heuristic__blocklist" in seen["columns"]
+    # the same decisions as selecting from a table that holds the texts
+    monkeypatch.setattr(HeuristicSelector, "select", original)
+    table = pd.DataFrame({"id": [d.id for d in docs], "n_tokens": [len(d.text.split()) for d in docs],
+                          "text": [d.text for d in docs]})
+    attrs = pd.read_parquet(tmp_path / "out" / "attributes" / "profanity")
+    table = table.merge(attrs, on="id")
+    direct = get_selector("heuristic", threshold=0.999).select(table, SelectionContext(budget=0.5, seed=2))
+    m = res.manifest.set_index("id")
+    assert (m.loc[list(direct.ids), "reason"].astype(str).to_numpy() == np.asarray(direct.reason, str)).all()
+    assert (m["reason"].astype(str).str.startswith("blocklist:")).sum() > 0

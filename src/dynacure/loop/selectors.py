@@ -31,7 +31,7 @@ from dynacure.loop.policy import load_policy
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, sample_to_budget, top_to_budget
-from dynacure.selectors.common import check_table
+from dynacure.selectors.common import check_table, table_ids
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class LoopSelector(Selector):
             res = sample_to_budget(np.log(np.maximum(p, 1e-12)), nt, ctx.budget, seed=ctx.seed)
         reason = np.where(res.keep, "kept", BUDGET_REASON)
         return Selection(
-            ids=table["id"].astype(str).to_numpy(),
+            ids=table_ids(table),
             probability=p,
             weight=np.ones(len(table)),
             keep=res.keep,

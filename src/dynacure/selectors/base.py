@@ -9,6 +9,7 @@ reason; the decision manifest written by ``curate`` is made from it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ from dynacure.learners.base import Learner
 
 @dataclass
 class Selection:
-    ids: np.ndarray  # str, same order as the input table
+    ids: Any  # str array (NumPy or Arrow-backed, see ``common.table_ids``), same order as the input table
     probability: np.ndarray  # float in [0, 1]: the strategy's selection probability per document
     weight: np.ndarray  # float >= 0: loss weight when kept (1.0 for plain filters)
     keep: np.ndarray  # bool: the realised decision at the budget
@@ -33,8 +34,10 @@ class Selection:
                 raise ValueError(f"Selection.{name} has {len(getattr(self, name))} rows for {n} ids")
 
     def manifest(self) -> pd.DataFrame:
-        return pd.DataFrame({"id": self.ids, "decision": np.where(self.keep, "keep", "drop"),
-                             "probability": self.probability, "weight": self.weight, "reason": self.reason})
+        # Categorical decision/reason: one small code per document instead of a string each.
+        decision = pd.Categorical.from_codes(np.where(self.keep, 0, 1).astype(np.int8), ["keep", "drop"])
+        return pd.DataFrame({"id": self.ids, "decision": decision, "probability": self.probability,
+                             "weight": self.weight, "reason": pd.Categorical(self.reason)})
 
 
 @dataclass
@@ -55,6 +58,16 @@ class Selector(ABC):
     @abstractmethod
     def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
         """Decide for every row of ``table`` at ``ctx.budget``."""
+
+    def text_features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Per-document columns computed from text, one shard at a time, so that ``curate`` need not hold
+        every text of a corpus: a selector whose only use of text is such a feature sets ``needs_text =
+        False`` and reads the columns ``feature_column(name)`` when they are in the table."""
+        return {}
+
+    @classmethod
+    def feature_column(cls, feature: str) -> str:
+        return f"{cls.name}__{feature}"
 
     def params(self) -> dict[str, Any]:
         return {}

@@ -26,7 +26,7 @@ import pandas as pd
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget, tiered_log_weights
-from dynacure.selectors.common import check_table, max_toxicity, token_counts, toxicity_columns
+from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
 
 N_BUCKETS = 6
 DEFAULT_TAG = "<|harmful|>"
@@ -121,7 +121,7 @@ class ClassifierSelector(Selector):
             object
         )
         return TaggedSelection(
-            table["id"].astype(str).to_numpy(), res.probability, weight, res.keep, reason, prefix=prefix
+            table_ids(table), res.probability, weight, res.keep, reason, prefix=prefix
         )
 
     def params(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import pandas as pd
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, budget_tokens, check_budget, greedy_fill
-from dynacure.selectors.common import check_table, token_counts
+from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.models import (
     PRIOR_CHOICES,
     clone_learner,
@@ -133,7 +133,7 @@ class ColorFilterSelector(Selector):
         keep = block_select(scores, token_counts(table), ctx.budget, self.n_per_block, ctx.seed)
         reason = np.where(keep, "top_of_block", BUDGET_REASON).astype(object)
         return Selection(
-            table["id"].astype(str).to_numpy(), keep.astype(np.float64), np.ones(len(table)), keep, reason
+            table_ids(table), keep.astype(np.float64), np.ones(len(table)), keep, reason
         )
 
     def params(self) -> dict[str, Any]:

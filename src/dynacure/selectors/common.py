@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,12 @@ def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -
     if "id" in table.columns and table["id"].duplicated().any():
         dup = table.loc[table["id"].duplicated(), "id"].head(3).tolist()
         raise ValueError(f"candidate table has duplicate ids, e.g. {dup}")
+
+
+def table_ids(table: pd.DataFrame) -> Any:
+    """The ``id`` column as an Arrow-backed string array: no Python string object per document (a
+    million ids as NumPy objects cost ~70 MB; as Arrow, the bytes plus an offset each)."""
+    return table["id"].astype("str").array
 
 
 def toxicity_columns(table: pd.DataFrame, signals: Iterable[str] = TOXICITY_SIGNALS) -> list[str]:

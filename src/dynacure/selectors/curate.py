@@ -19,8 +19,10 @@ records_read`` (checked before the summary is written).
 
 Memory: the candidate table (ids, token counts, attributes, and text only for strategies with
 ``needs_text``) is held whole because every strategy ranks the whole pool; it uses Arrow-backed string
-columns. Documents are not held: the shards are read and scored one at a time, and the kept documents are
-written in a second streaming pass over the corpus.
+columns. A strategy's per-document text features (``Selector.text_features``, e.g. the heuristic's
+blocklist match) are computed shard by shard, so such a strategy holds no text. Documents are not held:
+the shards are read and scored one at a time, and the kept documents are written in a second streaming
+pass over the corpus.
 """
 
 from __future__ import annotations
@@ -257,6 +259,10 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
 
         scorers = {name: get_signal(name) for name in needed}
     needs_text = bool(getattr(selector, "needs_text", True))
+    from dynacure.selectors.base import Selector
+
+    has_features = type(selector).text_features is not Selector.text_features
+    features: dict[str, list[np.ndarray]] = {}
     ids: list[pd.Series] = []
     sources: list[pd.Series] = []
     ntoks: list[np.ndarray] = []
@@ -273,6 +279,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
             ntoks.append(np.array([count_tokens(d.text) for d in shard.docs], dtype=np.int64))
             if needs_text:
                 texts.append(_str_array([d.text for d in shard.docs]))
+            if has_features:  # text features per shard: the texts need not be held
+                for name, col in selector.text_features([d.text for d in shard.docs]).items():
+                    features.setdefault(selector.feature_column(name), []).append(np.asarray(col))
             if disparity_cap is not None:
                 from dynacure.audit.groups import group_membership
 
@@ -291,7 +300,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     }
     if needs_text:
         columns["text"] = pd.concat(texts, ignore_index=True)
-    del ids, sources, ntoks, texts
+    for name, parts in features.items():
+        columns[name] = np.concatenate(parts)
+    del ids, sources, ntoks, texts, features
     table = pd.DataFrame(columns)
     del columns
     # Table row -> position among the documents read (rows without attributes are removed below).

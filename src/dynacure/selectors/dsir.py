@@ -20,7 +20,7 @@ from scipy import sparse
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
-from dynacure.selectors.common import check_table, token_counts
+from dynacure.selectors.common import check_table, table_ids, token_counts
 
 
 def ngram_hasher(n_buckets: int = 10_000) -> Any:
@@ -89,7 +89,7 @@ class DSIRSelector(Selector):
         res = sample_to_budget(logw, token_counts(table), ctx.budget, ctx.seed, n_draws=self.n_draws)
         reason = np.where(res.keep, "importance_sample", BUDGET_REASON).astype(object)
         return Selection(
-            table["id"].astype(str).to_numpy(), res.probability, np.ones(len(table)), res.keep, reason
+            table_ids(table), res.probability, np.ones(len(table)), res.keep, reason
         )
 
     def params(self) -> dict[str, Any]:

@@ -4,12 +4,16 @@ A document is dropped with reason ``toxicity>=T`` when its max toxicity score ov
 at least ``T``, or ``blocklist:<word>`` when its text contains a blocklisted word (whole word, any case);
 the passing documents are sampled uniformly at random (seeded) until the budget is used; the rest get
 reason ``budget``.
+
+The blocklist match is a per-document text feature (``text_features``): ``curate`` computes it shard by
+shard as column ``heuristic__blocklist`` (index of the matched entry, -1 for none), so the texts of a large
+corpus are never held; given a table with a ``text`` column instead, ``select`` computes it itself.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +24,7 @@ import pandas as pd
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
-from dynacure.selectors.common import check_table, max_toxicity, token_counts, toxicity_columns
+from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
 
 
 def load_blocklist(path: str | Path | None = None) -> list[str]:
@@ -53,7 +57,7 @@ def blocklist_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
 @register_selector("heuristic")
 class HeuristicSelector(Selector):
     name: ClassVar[str] = "heuristic"
-    needs_text: ClassVar[bool] = True
+    needs_text: ClassVar[bool] = False  # the blocklist feature is computed per shard (text_features)
     signals: ClassVar[tuple[str, ...]] = ("profanity",)
 
     def __init__(
@@ -69,31 +73,55 @@ class HeuristicSelector(Selector):
         self.threshold = float(threshold)
         self.words = list(blocklist) if isinstance(blocklist, list) else load_blocklist(blocklist)
         self.pattern = blocklist_pattern(self.words)
+        # Feature codes index this list of normalised entries (one space between the words of a phrase).
+        self.entries = sorted({re.sub(r"\s+", " ", w) for w in self.words})
+        self._code = {w: i for i, w in enumerate(self.entries)}
         self.columns = toxicity_columns
         self.calibrator = calibrator
         self.n_draws = int(n_draws)
 
+    def text_features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """``blocklist``: index into ``self.entries`` of the first blocklisted entry in each text, or -1."""
+        codes = np.full(len(texts), -1, dtype=np.int32)
+        if self.pattern is not None:
+            for i, text in enumerate(texts):
+                m = self.pattern.search(text)
+                if m:
+                    codes[i] = self._code[re.sub(r"\s+", " ", m.group(1).lower())]
+        return {"blocklist": codes}
+
+    def _blocklist_codes(self, table: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
+        col = self.feature_column("blocklist")
+        if col in table.columns:
+            return table[col].to_numpy(dtype=np.int64)
+        if "text" not in table.columns:
+            raise ValueError(f"heuristic needs a 'text' column or the {col!r} feature column")
+        codes = np.full(len(table), -1, dtype=np.int64)
+        # Only the documents the threshold kept need the (slow) regex search.
+        texts = table["text"].iloc[candidates].astype(str).tolist()
+        codes[candidates] = self.text_features(texts)["blocklist"]
+        return codes
+
     def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
         check_budget(ctx.budget)
-        check_table(table, ("id", "n_tokens", "text"))
+        check_table(table, ("id", "n_tokens"))
         n = len(table)
         reason = np.full(n, "", dtype=object)
         cols = self.columns if self.columns is not None else toxicity_columns(table)
         tox = max_toxicity(table, cols, self.calibrator)
         reason[tox >= self.threshold] = f"toxicity>={self.threshold:g}"
-        if self.pattern is not None:
-            texts = table["text"].astype(str).tolist()
-            for i in np.flatnonzero(reason == ""):
-                m = self.pattern.search(texts[i])
-                if m:
-                    reason[i] = "blocklist:" + re.sub(r"\s+", " ", m.group(1).lower())
+        codes = self._blocklist_codes(table, np.flatnonzero(reason == ""))
+        hit = (reason == "") & (codes >= 0)
+        if hit.any():
+            labels = np.array(["blocklist:" + w for w in self.entries], dtype=object)
+            reason[hit] = labels[codes[hit]]
         passing = reason == ""
         res = sample_to_budget(
             np.zeros(n), token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
         )
         reason[passing & res.keep] = "kept"
         reason[passing & ~res.keep] = BUDGET_REASON
-        return Selection(table["id"].astype(str).to_numpy(), res.probability, np.ones(n), res.keep, reason)
+        return Selection(table_ids(table), res.probability, np.ones(n), res.keep, reason)
 
     def params(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "n_blocklist_words": len(self.words), "columns": self.columns}

@@ -39,7 +39,7 @@ from dynacure.learners.base import Learner
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, top_to_budget
-from dynacure.selectors.common import check_table, token_counts
+from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.models import PRIOR_CHOICES, model_cost, prior_learner, work_done
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ class ICASelector(Selector):
         kept = np.flatnonzero(res.keep)
         weight[kept] = weights_in_batches(scores[kept], self.batch_size)
         reason = np.where(res.keep, "top_ica", BUDGET_REASON).astype(object)
-        return Selection(table["id"].astype(str).to_numpy(), res.probability, weight, res.keep, reason)
+        return Selection(table_ids(table), res.probability, weight, res.keep, reason)
 
     def params(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ import pandas as pd
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, top_to_budget
-from dynacure.selectors.common import check_table, token_counts
+from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
 
 
@@ -43,7 +43,7 @@ class RaftSelector(Selector):
         res = top_to_budget(reward, token_counts(table), ctx.budget)
         reason = np.where(res.keep, "top_reward", BUDGET_REASON).astype(object)
         return Selection(
-            table["id"].astype(str).to_numpy(), res.probability, np.ones(len(table)), res.keep, reason
+            table_ids(table), res.probability, np.ones(len(table)), res.keep, reason
         )
 
     def params(self) -> dict[str, Any]:

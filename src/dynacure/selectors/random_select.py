@@ -10,7 +10,7 @@ import pandas as pd
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
-from dynacure.selectors.common import check_table, token_counts
+from dynacure.selectors.common import check_table, table_ids, token_counts
 
 
 @register_selector("random")
@@ -27,7 +27,7 @@ class RandomSelector(Selector):
         n = len(table)
         res = sample_to_budget(np.zeros(n), token_counts(table), ctx.budget, ctx.seed, n_draws=self.n_draws)
         reason = np.where(res.keep, "sampled", BUDGET_REASON).astype(object)
-        return Selection(table["id"].astype(str).to_numpy(), res.probability, np.ones(n), res.keep, reason)
+        return Selection(table_ids(table), res.probability, np.ones(n), res.keep, reason)
 
     def params(self) -> dict[str, Any]:
         return {"n_draws": self.n_draws}
