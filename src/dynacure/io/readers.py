@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from dynacure.io import quarantine as q
 from dynacure.io.document import Document, derive_id
+from dynacure.io.idset import IdSet
 from dynacure.io.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
@@ -399,7 +400,7 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
     root, files = list_data_files(path)
     # JSON escapes (\uXXXX) can make a record's bytes several times its characters.
     max_line_bytes = max_line_bytes or 8 * max_chars + (1 << 20)
-    seen: set[str] = set()
+    seen = IdSet()  # ~8 bytes per id: reading memory does not grow with the corpus
     for f in files:
         rel = f.relative_to(root).as_posix()
         stats.files.append(str(f))
@@ -411,12 +412,10 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
                     rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
                     default_source=default_source, max_chars=max_chars)
                 if isinstance(item, Document):
-                    if item.id in seen:
-                        item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
-                    else:
-                        seen.add(item.id)
+                    if seen.add(item.id):
                         yield item, str(f)
                         continue
+                    item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
                 if isinstance(raw, dict):  # a Parquet/Arrow row: show it as JSON
                     raw = orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS)
                 quarantine.add(f, position, item.reason, raw, item.detail)
