@@ -63,14 +63,18 @@ SCORE = ("import sys, torch; torch.set_num_threads(1); from dynacure.engines.loc
          "score_corpus(sys.argv[1], ['profanity'], sys.argv[2], workers=int(sys.argv[3]), progress=False)")
 
 
-def measure(size: int, work: Path, strategies: list[str], workers: int) -> list[dict[str, float | int | str]]:
+def measure(size: int, work: Path, strategies: list[str], workers: int,
+            keep: bool = False) -> list[dict[str, float | int | str]]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     corpus, attrs = work / f"corpus-{size}", work / f"attrs-{size}"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                    f"from memory import generate; generate({str(corpus)!r}, {size})"], check=True, env=env)
-    print(f"[{size:,}] generated corpus in {time.perf_counter() - t0:.0f}s", flush=True)
+    if not (corpus / "corpus.json").exists():  # a kept corpus from an earlier --keep run is reused
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                f"from memory import generate; generate({str(corpus)!r}, {size})")
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+        print(f"[{size:,}] generated corpus in {time.perf_counter() - t0:.0f}s", flush=True)
     rows: list[dict[str, float | int | str]] = []
+    shutil.rmtree(attrs, ignore_errors=True)  # scoring is measured from scratch, not resumed
     wall, rss = run_measured([sys.executable, "-c", SCORE, str(corpus), str(attrs), str(workers)], env)
     rows.append({"size": size, "step": "score", "seconds": wall, "peak_rss_mib": rss})
     print(f"[{size:,}] score: {wall:.0f}s, peak RSS {rss:.0f} MiB", flush=True)
@@ -82,8 +86,9 @@ def measure(size: int, work: Path, strategies: list[str], workers: int) -> list[
         rows.append({"size": size, "step": f"curate:{strategy}", "seconds": wall, "peak_rss_mib": rss})
         print(f"[{size:,}] curate {strategy}: {wall:.0f}s, peak RSS {rss:.0f} MiB", flush=True)
         shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(corpus, ignore_errors=True)
-    shutil.rmtree(attrs, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(corpus, ignore_errors=True)
+        shutil.rmtree(attrs, ignore_errors=True)
     return rows
 
 
@@ -94,15 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="scoring processes (1: in the measured process)")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the measurements here")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep generated corpora in --workdir for later runs")
     args = ap.parse_args(argv)
     if any(s < 20 for s in args.sizes):
         ap.error("--sizes must be >= 20")
+    if args.keep and args.workdir is None:
+        ap.error("--keep needs --workdir")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dynacure-memory-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, float | int | str]] = []
     try:
         for size in sorted(args.sizes):
-            rows += measure(size, work, args.strategies, args.workers)
+            rows += measure(size, work, args.strategies, args.workers, keep=args.keep)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
