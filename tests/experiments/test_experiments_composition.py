@@ -31,7 +31,8 @@ def test_kept_tokens_and_toxic_share_by_source() -> None:
     assert comp.loc[ALL, "kept_tokens"] == 130 and comp.loc[ALL, "kept_docs"] == 3
     assert comp.loc["wiki", "share_of_kept_tokens"] == pytest.approx(100 / 130)
     wide = wide_view(comp.reset_index().assign(strategy="random", budget=0.5))
-    assert wide.loc["tweets", "random @ 0.5"] == "30 (50.0%)"
+    assert wide.loc["random @ 0.5", "tweets"] == "30 (50.0%)"
+    assert list(wide.columns) == [ALL, "tweets", "wiki"]
 
 
 def test_manifest_from_another_corpus_is_refused() -> None:

@@ -116,11 +116,11 @@ def composition_table(out: Path) -> Table:
     if not len(comp):
         return t
     wide = wide_view(comp)
-    t.add_column("source")
+    t.add_column("strategy @ budget")
     for col in wide.columns:
         t.add_column(str(col), justify="right")
-    for source, row in wide.iterrows():
-        t.add_row(str(source), *[str(v) for v in row])
+    for label, row in wide.iterrows():
+        t.add_row(str(label), *[str(v) for v in row])
     return t
 
 
@@ -157,6 +157,8 @@ def register(app: typer.Typer) -> None:
             ev = RichEvents(progress, console)
             results = run_experiment(cfg, out, events=ev.events(in_process=n_workers <= 1), workers=n_workers)
         if len(results):
+            if not console.is_terminal:  # a log file: do not squeeze the wide tables into 80 columns
+                console.width = max(console.width, 200)
             console.print(composition_table(out))
             console.print(summary_table(results))
         console.print(f"results: {out / 'results.parquet'} ({len(results)} rows)")

@@ -90,10 +90,23 @@ def write_composition(runs: str | Path) -> pd.DataFrame:
 
 
 def wide_view(comp: pd.DataFrame) -> pd.DataFrame:
-    """Rows = source, columns = ``strategy @ budget``, cells = ``kept tokens (toxic share of kept)``."""
+    """Rows = ``strategy @ budget`` (by budget, then strategy), columns = ``(all)`` then the sources,
+    cells = ``kept tokens (gold toxic share of kept)``."""
     cells = comp.assign(
-        column=comp["strategy"].astype(str) + " @ " + comp["budget"].map(lambda b: f"{b:g}"),
+        row=comp["strategy"].astype(str) + " @ " + comp["budget"].map(lambda b: f"{b:g}"),
         text=[f"{int(round(t)):,} ({s:.1%})" if s == s else f"{int(round(t)):,} (-)"
               for t, s in zip(comp["kept_tokens"], comp["kept_toxic_share"], strict=True)],
     )
-    return cells.pivot(index="source", columns="column", values="text").fillna("-")
+    wide = cells.pivot(index="row", columns="source", values="text").fillna("-")
+    order = cells.sort_values(["budget", "strategy"]).drop_duplicates("row")["row"]
+    sources = [ALL, *sorted(c for c in wide.columns if c != ALL)]
+    return wide.loc[list(order), [c for c in sources if c in wide.columns]]
+
+
+def markdown_view(comp: pd.DataFrame) -> str:
+    """``wide_view`` as a Markdown table (for results write-ups)."""
+    wide = wide_view(comp)
+    lines = ["| strategy @ budget | " + " | ".join(map(str, wide.columns)) + " |",
+             "|---|" + "---:|" * len(wide.columns)]
+    lines += [f"| {row} | " + " | ".join(map(str, vals)) + " |" for row, vals in wide.iterrows()]
+    return "\n".join(lines)
