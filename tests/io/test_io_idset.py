@@ -21,3 +21,12 @@ def test_idset_matches_a_python_set_across_merges():
     assert compact.add("café") and not compact.add("café") and compact.add("cafe")
     with pytest.raises(ValueError):
         IdSet(flush_at=0)
+
+
+def test_find_duplicates_is_exact_and_reads_chunks():
+    from dynacure.io.idset import find_duplicates
+
+    chunks = [["a", "b", "c"], ["d", "b"], [], ["e", "a", "a"]]
+    assert find_duplicates(lambda: iter(chunks)) == ["a", "b"]
+    assert find_duplicates(lambda: iter([["x", "y"], ["z"]])) == []
+    assert find_duplicates(lambda: iter([])) == []

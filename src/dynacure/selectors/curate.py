@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.attributes import read_attributes, signals_in, write_attribute_shard
 from dynacure.io.document import Document, count_tokens, derive_id
+from dynacure.io.idset import find_duplicates
 from dynacure.learners.base import Learner
 from dynacure.runinfo import seed_everything, write_run_info
 from dynacure.selectors import selector_class
@@ -66,9 +67,13 @@ ProgressFn = Callable[[str, int, int], None]
 class CurateResult:
     out_dir: Path
     summary: dict[str, Any]
-    manifest: pd.DataFrame
     selection: Selection | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        """The decision manifest, read from ``manifest.parquet`` (it is written in chunks, never held)."""
+        return pd.read_parquet(self.out_dir / "manifest.parquet")
 
 
 def _weights(weights: RewardWeights | str | None) -> RewardWeights | None:
@@ -117,6 +122,27 @@ def _score_shard(attrs_dir: Path, signals: dict[str, Any], shard_name: str, docs
             continue
         cols = sig.score(texts)
         write_attribute_shard(attrs_dir, name, shard_name, ids, cols)
+
+
+def _shard_attributes(attrs_dir: Path, signals: list[str], shard_name: str,
+                      ids: list[str]) -> dict[str, np.ndarray] | None:
+    """The stored attribute columns of one corpus shard when every chosen signal has that shard with the
+    same ids in the same order (the usual case: scored with the same shard size); else None."""
+    out: dict[str, np.ndarray] = {}
+    for sig in signals:
+        path = attrs_dir / sig / f"{shard_name}.parquet"
+        if not path.exists():
+            return None
+        try:
+            tbl = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ValueError(f"{path}: unreadable attribute shard ({exc})") from None
+        if "id" not in tbl.column_names or tbl.column("id").to_pylist() != ids:
+            return None
+        for name in tbl.column_names:
+            if name != "id":  # as the whole-table path converts them (list columns: arrays per row)
+                out[name] = tbl.column(name).to_pandas().to_numpy()
+    return out
 
 
 def _quarantine_rows(entries: list[dict[str, Any]], corpus: Path) -> pd.DataFrame:
@@ -197,13 +223,42 @@ def apply_disparity_cap(selection: Selection, n_tokens: np.ndarray, membership: 
     return out, summary
 
 
-def _counts(values: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in values.value_counts(sort=False).items()}
+MANIFEST_SCHEMA = pa.schema([("id", pa.string()), ("decision", pa.string()), ("probability", pa.float64()),
+                             ("weight", pa.float64()), ("reason", pa.string())])
+MANIFEST_CHUNK = 1 << 16  # rows per row group: the manifest is built and written this many rows at a time
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+def _write_manifest(path: Path, selection: Selection, reason_codes: np.ndarray, reason_names: Any,
+                    extra: pd.DataFrame) -> None:
+    """``manifest.parquet``: the selection's rows, then ``extra`` (quarantined rows), written in chunks of
+    ``MANIFEST_CHUNK`` rows so that no manifest of the whole corpus is ever held in memory."""
+    names = np.asarray([str(r) for r in reason_names], dtype=object)
+    n = len(selection.keep)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, MANIFEST_SCHEMA) as writer:
+        for a in range(0, n, MANIFEST_CHUNK):
+            b = min(n, a + MANIFEST_CHUNK)
+            keep = np.asarray(selection.keep[a:b], dtype=bool)
+            writer.write_table(pa.table({
+                "id": pa.array(np.asarray(selection.ids[a:b], dtype=object), type=pa.string()),
+                "decision": pa.array(np.where(keep, "keep", "drop").astype(object), type=pa.string()),
+                "probability": pa.array(np.asarray(selection.probability[a:b], dtype=np.float64)),
+                "weight": pa.array(np.asarray(selection.weight[a:b], dtype=np.float64)),
+                "reason": pa.array(names[reason_codes[a:b]], type=pa.string()),
+            }, schema=MANIFEST_SCHEMA))
+        if len(extra):
+            writer.write_table(pa.table({
+                "id": pa.array(extra["id"].astype(str).tolist(), type=pa.string()),
+                "decision": pa.array(extra["decision"].astype(str).tolist(), type=pa.string()),
+                "probability": pa.array(extra["probability"].to_numpy(dtype=np.float64)),
+                "weight": pa.array(extra["weight"].to_numpy(dtype=np.float64)),
+                "reason": pa.array(extra["reason"].astype(str).tolist(), type=pa.string()),
+            }, schema=MANIFEST_SCHEMA))
+
+
+def _manifest_id_chunks(ids: Any, extra_ids: pd.Series) -> Iterator[list[str]]:
+    for a in range(0, len(ids), MANIFEST_CHUNK):
+        yield [str(i) for i in np.asarray(ids[a:a + MANIFEST_CHUNK], dtype=object)]
+    yield extra_ids.astype(str).tolist()
 
 
 def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float, *,
@@ -263,8 +318,14 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
 
     has_features = type(selector).text_features is not Selector.text_features
     features: dict[str, list[np.ndarray]] = {}
+    use_signals = [s for s in (signals_in(attrs_dir) if attributes is not None else sorted(scorers))
+                   if s != "embedding" or strategy == "ica"]
+    # Stored attributes are attached shard by shard while reading when their shards line up with the
+    # corpus's (same ids, same order): then no table of every id and score is ever loaded.
+    attr_parts: dict[str, list[np.ndarray]] | None = {} if use_signals else None
     ids: list[pd.Series] = []
-    sources: list[pd.Series] = []
+    source_code: dict[str, int] = {}  # sources as category codes: 4 bytes per document, not a string
+    sources: list[np.ndarray] = []
     ntoks: list[np.ndarray] = []
     texts: list[pd.Series] = []
     groups: list[dict[str, np.ndarray]] = []  # identity-group masks per shard, for the disparity cap
@@ -274,8 +335,17 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         for shard in iter_shards(corpus, shard_size=shard_size, quarantine=quarantine, stats=stats):
             if scorers and shard.docs:
                 _score_shard(attrs_dir, scorers, shard.name, shard.docs)
-            ids.append(_str_array([d.id for d in shard.docs]))
-            sources.append(_str_array([d.source for d in shard.docs]))
+            shard_ids = [d.id for d in shard.docs]
+            if attr_parts is not None and shard.docs:
+                cols = _shard_attributes(attrs_dir, use_signals, shard.name, shard_ids)
+                if cols is None:  # shards do not line up: join on id after reading
+                    attr_parts = None
+                else:
+                    for name, col in cols.items():
+                        attr_parts.setdefault(name, []).append(col)
+            ids.append(_str_array(shard_ids))
+            sources.append(np.array([source_code.setdefault(d.source, len(source_code)) for d in shard.docs],
+                                    dtype=np.int32))
             ntoks.append(np.array([count_tokens(d.text) for d in shard.docs], dtype=np.int64))
             if needs_text:
                 texts.append(_str_array([d.text for d in shard.docs]))
@@ -295,24 +365,26 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
 
     columns: dict[str, Any] = {
         "id": pd.concat(ids, ignore_index=True),
-        "source": pd.concat(sources, ignore_index=True),
+        "source": pd.Categorical.from_codes(np.concatenate(sources), categories=list(source_code)),
         "n_tokens": np.concatenate(ntoks),
     }
     if needs_text:
         columns["text"] = pd.concat(texts, ignore_index=True)
     for name, parts in features.items():
         columns[name] = np.concatenate(parts)
-    del ids, sources, ntoks, texts, features
+    if attr_parts is not None and any(sum(map(len, v)) != n_docs_read for v in attr_parts.values()):
+        attr_parts = None  # a column some shards lack: join on id instead
+    if attr_parts is not None:
+        for name, parts in attr_parts.items():
+            columns[name] = np.concatenate(parts)
+        use_signals = []  # attached
+    del ids, sources, ntoks, texts, features, attr_parts
     table = pd.DataFrame(columns)
     del columns
     # Table row -> position among the documents read (rows without attributes are removed below).
     read_pos = np.arange(n_docs_read, dtype=np.int64)
-    # ---- attach attributes -----------------------------------------------------------------------------
+    # ---- attach attributes (when their shards did not line up with the corpus's) -----------------------
     extra_rows: list[pd.DataFrame] = []
-    use_signals = [s for s in signals_in(attrs_dir) if s != "embedding" or strategy == "ica"] \
-        if (attributes is not None or scorers) else []
-    if attributes is None:
-        use_signals = [s for s in use_signals if s in scorers]
     if use_signals:
         attrs = read_attributes(attrs_dir, use_signals)
         if len(attrs) == len(table) and bool(attrs["id"].astype("str").reset_index(drop=True)
@@ -404,22 +476,22 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                  extra={"curated_from": str(corpus), "strategy": strategy})
     if len(qrows):
         extra_rows.append(qrows)
-    manifest = pd.concat([selection.manifest(), *extra_rows], ignore_index=True)
-    manifest["probability"] = manifest["probability"].astype(np.float64)
-    manifest["weight"] = manifest["weight"].astype(np.float64)
-    manifest["reason"] = manifest["reason"].astype(str)
-    _write_parquet(manifest[list(MANIFEST_COLUMNS)], out / "manifest.parquet")
+    extra = pd.concat(extra_rows, ignore_index=True) if extra_rows else pd.DataFrame(
+        {c: [] for c in MANIFEST_COLUMNS})
+    reason_codes, reason_names = pd.factorize(np.asarray(selection.reason, dtype=object))
+    _write_manifest(out / "manifest.parquet", selection, reason_codes, reason_names, extra)
 
-    # Boolean masks and value_counts on the Arrow-backed columns: no per-document Python strings.
-    dec = manifest["decision"].astype("str")
-    is_keep, is_drop, is_quar = ((dec == d).to_numpy(dtype=bool) for d in ("keep", "drop", "quarantined"))
+    keep_mask = np.asarray(selection.keep, dtype=bool)
+    n_reasons = len(reason_names)
+    kept_counts = np.bincount(reason_codes[keep_mask], minlength=n_reasons)
+    dropped_counts = np.bincount(reason_codes[~keep_mask], minlength=n_reasons)
     # Per-source counts from category codes: no per-document Python strings.
     src = table["source"].astype("category")
     codes = src.cat.codes.to_numpy()
     n_src = len(src.cat.categories)
     src_docs = np.bincount(codes, minlength=n_src)
-    src_kept = np.bincount(codes, weights=selection.keep, minlength=n_src)
-    src_tokens = np.bincount(codes, weights=np.where(selection.keep, table["n_tokens"].to_numpy(), 0),
+    src_kept = np.bincount(codes, weights=keep_mask, minlength=n_src)
+    src_tokens = np.bincount(codes, weights=np.where(keep_mask, table["n_tokens"].to_numpy(), 0),
                              minlength=n_src)
     by_source = {str(name): {"documents": int(src_docs[c]), "kept": int(src_kept[c]),
                              "tokens_kept": int(src_tokens[c])}
@@ -433,12 +505,12 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "budget": budget,
         "records_read": int(stats.n_read),
         "documents": int(len(table)),
-        "kept": int(is_keep.sum()),
-        "dropped": int(is_drop.sum()),
-        "quarantined": int(is_quar.sum()),
-        "kept_by_reason": _counts(manifest.loc[is_keep, "reason"]),
-        "dropped_by_reason": _counts(manifest.loc[is_drop, "reason"]),
-        "quarantined_by_reason": dict(Counter(r.split(":", 1)[0] for r in manifest.loc[is_quar, "reason"])),
+        "kept": int(keep_mask.sum()),
+        "dropped": int((~keep_mask).sum()),
+        "quarantined": int(len(extra)),
+        "kept_by_reason": {str(reason_names[c]): int(n) for c, n in enumerate(kept_counts) if n},
+        "dropped_by_reason": {str(reason_names[c]): int(n) for c, n in enumerate(dropped_counts) if n},
+        "quarantined_by_reason": dict(Counter(str(r).split(":", 1)[0] for r in extra["reason"])),
         "tokens_pool": int(ntok.sum()),
         "tokens_budget": limit,
         "tokens_kept": kept_tokens,
@@ -450,10 +522,13 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "pii_redacted": dict(pii_counts),
         "disparity_cap": cap_summary,
     }
+    repeated = find_duplicates(lambda: _manifest_id_chunks(selection.ids, extra["id"]))
+    if repeated:
+        raise RuntimeError(f"accounting error: {len(repeated)} ids appear more than once in the manifest "
+                           f"(first: {repeated[0]!r})")
     accounted = summary["kept"] + summary["dropped"] + summary["quarantined"]
-    if accounted != summary["records_read"] or manifest["id"].duplicated().any():
-        raise RuntimeError(f"accounting error: kept + dropped + quarantined = {accounted} manifest rows "
-                           f"({int(manifest['id'].duplicated().sum())} repeated ids) for "
+    if accounted != summary["records_read"]:
+        raise RuntimeError(f"accounting error: kept + dropped + quarantined = {accounted} manifest rows for "
                            f"{summary['records_read']} records read")
     write_run_info(out, "curate", {"corpus": str(corpus), "strategy": strategy, "budget": budget,
                                    "attributes": str(attributes) if attributes else None,
@@ -461,4 +536,4 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                                    "weights": summary["weights"], "redact_pii": redact_pii,
                                    "params": summary["params"], "disparity_cap": disparity_cap}, seed)
     write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
-    return CurateResult(out, summary, manifest, selection)
+    return CurateResult(out, summary, selection)
