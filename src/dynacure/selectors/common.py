@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 
 from dynacure.io.attributes import SEP
+from dynacure.io.idset import find_duplicates
 
 # Signals whose columns are toxicity categories (probability-like, in [0, 1]); the safety side of every
 # strategy takes the max over the categories present, so a document toxic in any one category counts.
 TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_ngram", "toxicity_minilm", "profanity")
+ID_CHUNK = 1 << 16
 
 
 def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -> None:
@@ -25,9 +27,14 @@ def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -
         if nt.isna().any() or (nt < 0).any():
             bad = table.loc[nt.isna() | (nt < 0), "id"].head(3).tolist()
             raise ValueError(f"n_tokens must be a non-negative integer for every document (bad ids: {bad})")
-    if "id" in table.columns and table["id"].duplicated().any():
-        dup = table.loc[table["id"].duplicated(), "id"].head(3).tolist()
-        raise ValueError(f"candidate table has duplicate ids, e.g. {dup}")
+    if "id" in table.columns:
+        # On 8-byte digests, a chunk of ids at a time: pandas' duplicated() would turn every Arrow id into
+        # a Python string and hash table entry (~100 B per document) in the middle of a selection.
+        ids = table["id"]
+        dup = find_duplicates(lambda: (ids.iloc[a:a + ID_CHUNK].astype(str).tolist()
+                                       for a in range(0, len(ids), ID_CHUNK)))
+        if dup:
+            raise ValueError(f"candidate table has duplicate ids, e.g. {dup[:3]}")
 
 
 def table_ids(table: pd.DataFrame) -> Any:
