@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
             AdaptConfig,
             origin="dynacure adapt",
         )
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
             t.add_row(algo, _fmt(m["pre"]), _fmt(m["final"]), _fmt(m["steps"]), _fmt(run["seconds_per_step"]))
         sm = result["static_filter"]["readaptation"]
         t.add_row("static filter", _fmt(sm["pre"]), _fmt(sm["final"]), "never (fixed selection)", "-")
-        Console().print(t)
+        make_console().print(t)
         if result["transfer"]:
             tt = Table(title="transfer of a policy learned on nano")
             cols = (
@@ -130,5 +130,5 @@ def register(app: typer.Typer) -> None:
                     _fmt(r["heldout_clean_loss"]),
                     _fmt(r["heldout_toxic_loss"]),
                 )
-            Console().print(tt)
-        Console().print(f"adapt.json and adaptivity.png in {out}")
+            make_console().print(tt)
+        make_console().print(f"adapt.json and adaptivity.png in {out}")

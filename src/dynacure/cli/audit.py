@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
-console = Console()
+console = make_console()
 
 
 def register(app: typer.Typer) -> None:

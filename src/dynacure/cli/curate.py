@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
 
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
             from dynacure.learners import load_learner
 
             model = load_learner(learner)
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as prog:
             task = prog.add_task("reading", total=None)
@@ -113,5 +113,5 @@ def register(app: typer.Typer) -> None:
                             seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
                             shard_size=shard_size, out_shard_size=out_shard_size, progress=progress,
                             disparity_cap=disparity_cap)
-        Console().print(summary_table(result.summary))
-        Console().print(f"curated corpus, manifest.parquet and summary.json in {out}")
+        make_console().print(summary_table(result.summary))
+        make_console().print(f"curated corpus, manifest.parquet and summary.json in {out}")

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
 
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         # (measured: 20 training steps took 3.6 s with one thread and 37 s with two on a busy 2-core box).
         torch.set_num_threads(1)
         cfg = demo_config(n_docs=docs, policy=policy, seed=seed, max_tokens=tokens)
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         console.print("[bold]dynacure demo[/]: generated corpus -> scores -> B0 random, B1 heuristic, "
                       f"B2 classifier, RL {policy} -> a small GPT per strategy at equal tokens -> "
                       "toxicity + perplexity -> report")

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
-console = Console()
+console = make_console()
 
 # Which suites each shorthand option applies to (an option only goes to the suites that are run).
 _SHORTHANDS = {

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
 
@@ -147,7 +148,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_preset(preset) if preset is not None else load_experiment_config(config)
         if workers is not None and workers < 1:
             raise ValueError("--workers must be >= 1")
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         from dynacure.experiments.cells import expand_grid
 
         n_cells = len(expand_grid(cfg))
@@ -157,8 +158,6 @@ def register(app: typer.Typer) -> None:
             ev = RichEvents(progress, console)
             results = run_experiment(cfg, out, events=ev.events(in_process=n_workers <= 1), workers=n_workers)
         if len(results):
-            if not console.is_terminal:  # a log file: do not squeeze the wide tables into 80 columns
-                console.width = max(console.width, 200)
             console.print(composition_table(out))
             console.print(summary_table(results))
         console.print(f"results: {out / 'results.parquet'} ({len(results)} rows)")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 @app.command("build")

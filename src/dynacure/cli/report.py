@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
 
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         """Plots and tables (with intervals) of an experiment's results as one HTML file."""
         from dynacure.report.html import build_report
 
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         with console.status("rendering the report"):
             path = build_report(runs, out)
         console.print(f"report: [bold]{path}[/]")

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
 
-console = Console()
+console = make_console()
 
 
 class Engine(StrEnum):
