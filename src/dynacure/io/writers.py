@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.document import Document, count_tokens
+from dynacure.io.idset import IdSet
 from dynacure.io.readers import CORPUS_FORMAT_VERSION, CORPUS_MANIFEST, PARQUET_META_KEY
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,12 @@ def write_corpus(docs: Iterable[Document], out_dir: str | os.PathLike[str], shar
     shards: list[dict[str, Any]] = []
     sources: dict[str, dict[str, int]] = {}
     n_docs = n_tokens = 0
-    seen: set[str] = set()
+    seen = IdSet()  # ~8 bytes per id: writing memory does not grow with the corpus
     for i, batch in enumerate(_batches(docs, shard_size)):
         shard_tokens = 0
         for d in batch:
-            if d.id in seen:
+            if not seen.add(d.id):
                 raise ValueError(f"duplicate document id {d.id!r} (source {d.source!r}) in corpus for {out}")
-            seen.add(d.id)
             t = count_tokens(d.text)
             shard_tokens += t
             s = sources.setdefault(d.source, {"n_docs": 0, "n_tokens": 0})

@@ -30,7 +30,7 @@ from dynacure.loop.config import LoopConfig
 from dynacure.loop.policy import load_policy
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, sample_to_budget, top_to_budget
+from dynacure.selectors.budget import keep_reasons, sample_to_budget, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids
 
 log = logging.getLogger(__name__)
@@ -174,11 +174,11 @@ class LoopSelector(Selector):
             res = top_to_budget(p, nt, ctx.budget)
         else:
             res = sample_to_budget(np.log(np.maximum(p, 1e-12)), nt, ctx.budget, seed=ctx.seed)
-        reason = np.where(res.keep, "kept", BUDGET_REASON)
+        reason = keep_reasons(res.keep, "kept")
         return Selection(
             ids=table_ids(table),
             probability=p,
-            weight=np.ones(len(table)),
+            weight=unit_weights(len(table)),
             keep=res.keep,
             reason=reason,
         )

@@ -34,6 +34,11 @@ def budget_tokens(n_tokens: np.ndarray, budget: float) -> int:
     return int(np.floor(check_budget(budget) * total + 1e-9))
 
 
+def _index_dtype(n: int) -> type[np.signedinteger]:
+    # int32 positions halve the working set of ranking a large pool (a million documents: 4 MB per array).
+    return np.int32 if n < 2**31 else np.int64
+
+
 def greedy_fill(order: np.ndarray, n_tokens: np.ndarray, limit: int) -> np.ndarray:
     """Keep mask from walking ``order`` and keeping each document that fits in the tokens left.
 
@@ -42,7 +47,7 @@ def greedy_fill(order: np.ndarray, n_tokens: np.ndarray, limit: int) -> np.ndarr
     """
     n_tokens = np.asarray(n_tokens, dtype=np.int64)
     keep = np.zeros(len(n_tokens), dtype=bool)
-    rest = np.asarray(order, dtype=np.int64)
+    rest = np.asarray(order).astype(_index_dtype(len(n_tokens)), copy=False)
     left = int(limit)
     while len(rest):  # zero-token documents still fit when nothing is left
         rest = rest[n_tokens[rest] <= left]
@@ -53,9 +58,23 @@ def greedy_fill(order: np.ndarray, n_tokens: np.ndarray, limit: int) -> np.ndarr
         keep[rest[:cut]] = True
         if cut:
             left -= int(csum[cut - 1])
+        del csum
         # rest[cut] does not fit any more; walk on after it
         rest = rest[cut + 1 :]
     return keep
+
+
+def unit_weights(n: int) -> np.ndarray:
+    """Loss weight 1 for every document, as a read-only broadcast view (no memory per document)."""
+    return np.broadcast_to(np.float64(1.0), (int(n),))
+
+
+def keep_reasons(keep: np.ndarray, kept: str, dropped: str = BUDGET_REASON) -> np.ndarray:
+    """Reason per document as an object array of two shared strings (8 bytes a document; a NumPy unicode
+    array turned into objects would make one string object per document)."""
+    out = np.full(len(keep), dropped, dtype=object)
+    out[np.asarray(keep, dtype=bool)] = kept
+    return out
 
 
 @dataclass
@@ -92,7 +111,7 @@ def top_to_budget(
 
 
 def sample_to_budget(
-    log_weights: np.ndarray,
+    log_weights: np.ndarray | None,
     n_tokens: np.ndarray,
     budget: float,
     seed: int,
@@ -103,21 +122,36 @@ def sample_to_budget(
 
     The realised decision is draw 0 of a generator seeded with ``seed``; ``probability`` is each document's
     inclusion rate over ``n_draws`` independent draws (draw 0 included), an honest estimate of the
-    strategy's selection probability at this budget.
+    strategy's selection probability at this budget. ``log_weights=None``: equal weights (uniform sampling).
     """
-    logw = np.asarray(log_weights, dtype=np.float64)
     n_tokens = np.asarray(n_tokens, dtype=np.int64)
+    n = len(n_tokens)
     limit = budget_tokens(n_tokens, budget)
-    if np.isnan(logw).any():
-        raise ValueError(f"{int(np.isnan(logw).sum())} documents have a NaN log-weight; cannot sample")
-    mask = _eligible_mask(len(logw), eligible) & np.isfinite(logw)
-    idx = np.flatnonzero(mask)
+    mask = _eligible_mask(n, eligible)
+    sub = None
+    if log_weights is not None:
+        logw = np.asarray(log_weights, dtype=np.float64)
+        if logw.shape != (n,):
+            raise ValueError(f"log_weights has shape {logw.shape}, expected ({n},)")
+        if np.isnan(logw).any():
+            raise ValueError(f"{int(np.isnan(logw).sum())} documents have a NaN log-weight; cannot sample")
+        mask = mask & np.isfinite(logw)
+    idx = np.flatnonzero(mask).astype(_index_dtype(n))
+    del mask
+    if log_weights is not None and len(idx) and not np.all(logw[idx] == logw[idx[0]]):
+        sub = logw[idx]  # else equal weights: the Gumbel noise alone orders the documents
     rng = np.random.default_rng(seed)
-    counts = np.zeros(len(logw), dtype=np.int64)
+    counts = np.zeros(n, dtype=np.int32)
     first: np.ndarray | None = None
     for _ in range(max(1, n_draws)):
-        keys = logw[idx] + rng.gumbel(size=len(idx))
-        keep = greedy_fill(idx[np.argsort(-keys, kind="stable")], n_tokens, limit)
+        keys = rng.gumbel(size=len(idx))  # in place from here: one key array per draw
+        if sub is not None:
+            keys += sub
+        np.negative(keys, out=keys)
+        order = idx[np.argsort(keys, kind="stable")]
+        del keys
+        keep = greedy_fill(order, n_tokens, limit)
+        del order
         counts += keep
         if first is None:
             first = keep

@@ -25,7 +25,7 @@ import pandas as pd
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, budget_tokens, check_budget, greedy_fill
+from dynacure.selectors.budget import budget_tokens, check_budget, greedy_fill, keep_reasons, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.models import (
     PRIOR_CHOICES,
@@ -131,9 +131,9 @@ class ColorFilterSelector(Selector):
         scores = self.scores(table["text"].astype(str).tolist(), ctx)
         self.last_scores = scores
         keep = block_select(scores, token_counts(table), ctx.budget, self.n_per_block, ctx.seed)
-        reason = np.where(keep, "top_of_block", BUDGET_REASON).astype(object)
+        reason = keep_reasons(keep, "top_of_block")
         return Selection(
-            table_ids(table), keep.astype(np.float64), np.ones(len(table)), keep, reason
+            table_ids(table), keep.astype(np.float64), unit_weights(len(table)), keep, reason
         )
 
     def params(self) -> dict[str, Any]:

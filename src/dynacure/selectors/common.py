@@ -15,6 +15,7 @@ from dynacure.io.idset import find_duplicates
 # strategy takes the max over the categories present, so a document toxic in any one category counts.
 TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_ngram", "toxicity_minilm", "profanity")
 ID_CHUNK = 1 << 16
+UNIQUE_IDS = "dynacure_unique_ids"
 
 
 def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -> None:
@@ -27,7 +28,8 @@ def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -
         if nt.isna().any() or (nt < 0).any():
             bad = table.loc[nt.isna() | (nt < 0), "id"].head(3).tolist()
             raise ValueError(f"n_tokens must be a non-negative integer for every document (bad ids: {bad})")
-    if "id" in table.columns:
+    # UNIQUE_IDS in table.attrs: the table's builder guaranteed unique ids (curate's reader checks every id).
+    if "id" in table.columns and not table.attrs.get(UNIQUE_IDS):
         # On 8-byte digests, a chunk of ids at a time: pandas' duplicated() would turn every Arrow id into
         # a Python string and hash table entry (~100 B per document) in the middle of a selection.
         ids = table["id"]

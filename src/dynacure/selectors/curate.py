@@ -49,6 +49,7 @@ from dynacure.runinfo import seed_everything, write_run_info
 from dynacure.selectors import selector_class
 from dynacure.selectors.base import Selection, SelectionContext
 from dynacure.selectors.budget import budget_tokens, check_budget
+from dynacure.selectors.common import UNIQUE_IDS
 from dynacure.selectors.reward import RewardWeights
 
 log = logging.getLogger(__name__)
@@ -232,18 +233,22 @@ def _write_manifest(path: Path, selection: Selection, reason_codes: np.ndarray, 
                     extra: pd.DataFrame) -> None:
     """``manifest.parquet``: the selection's rows, then ``extra`` (quarantined rows), written in chunks of
     ``MANIFEST_CHUNK`` rows so that no manifest of the whole corpus is ever held in memory."""
-    names = np.asarray([str(r) for r in reason_names], dtype=object)
+    names = pa.array([str(r) for r in reason_names], type=pa.string())
+    decisions = pa.array(["keep", "drop"], type=pa.string())
     n = len(selection.keep)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, MANIFEST_SCHEMA) as writer:
         for a in range(0, n, MANIFEST_CHUNK):
             b = min(n, a + MANIFEST_CHUNK)
             keep = np.asarray(selection.keep[a:b], dtype=bool)
+            # Arrow-native columns (dictionary-decoded codes): no Python object per row.
             writer.write_table(pa.table({
-                "id": pa.array(np.asarray(selection.ids[a:b], dtype=object), type=pa.string()),
-                "decision": pa.array(np.where(keep, "keep", "drop").astype(object), type=pa.string()),
+                "id": pa.array(selection.ids[a:b]).cast(pa.string()),
+                "decision": pa.DictionaryArray.from_arrays(
+                    pa.array(np.where(keep, 0, 1).astype(np.int32)), decisions).dictionary_decode(),
                 "probability": pa.array(np.asarray(selection.probability[a:b], dtype=np.float64)),
                 "weight": pa.array(np.asarray(selection.weight[a:b], dtype=np.float64)),
-                "reason": pa.array(names[reason_codes[a:b]], type=pa.string()),
+                "reason": pa.DictionaryArray.from_arrays(
+                    pa.array(np.asarray(reason_codes[a:b], dtype=np.int32)), names).dictionary_decode(),
             }, schema=MANIFEST_SCHEMA))
         if len(extra):
             writer.write_table(pa.table({
@@ -381,6 +386,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     del ids, sources, ntoks, texts, features, attr_parts
     table = pd.DataFrame(columns)
     del columns
+    table.attrs[UNIQUE_IDS] = True  # the reader quarantines every repeated id
     # Table row -> position among the documents read (rows without attributes are removed below).
     read_pos = np.arange(n_docs_read, dtype=np.int64)
     # ---- attach attributes (when their shards did not line up with the corpus's) -----------------------
@@ -427,6 +433,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     if len(selection.ids) != len(table) or not bool(
             pd.Series(selection.ids, dtype="str").eq(table["id"]).all()):  # Arrow compare: no str objects
         raise RuntimeError(f"selector {strategy!r} returned ids in a different order than its input")
+    # What is left to do needs the tokens and sources only: free the attribute and text columns.
+    table = table[["source", "n_tokens"]]
     limit = budget_tokens(table["n_tokens"].to_numpy(), budget)
     kept_tokens = int(table["n_tokens"].to_numpy()[selection.keep].sum())
     if kept_tokens > limit:
@@ -441,8 +449,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         from dynacure.signals.pii import redact
 
     # Second streaming pass: the kept documents are re-read rather than held in memory since the first.
-    row_of = np.full(n_docs_read, -1, dtype=np.int64)
+    row_of = np.full(n_docs_read, -1, dtype=np.int32 if n_docs_read < 2**31 else np.int64)
     row_of[read_pos] = np.arange(len(read_pos))
+    del read_pos
     keep = selection.keep
     sel_ids = selection.ids
 
@@ -479,6 +488,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     extra = pd.concat(extra_rows, ignore_index=True) if extra_rows else pd.DataFrame(
         {c: [] for c in MANIFEST_COLUMNS})
     reason_codes, reason_names = pd.factorize(np.asarray(selection.reason, dtype=object))
+    reason_codes = reason_codes.astype(np.int32)
     _write_manifest(out / "manifest.parquet", selection, reason_codes, reason_names, extra)
 
     keep_mask = np.asarray(selection.keep, dtype=bool)

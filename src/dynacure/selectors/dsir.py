@@ -19,7 +19,7 @@ from scipy import sparse
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
+from dynacure.selectors.budget import check_budget, keep_reasons, sample_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 
 
@@ -87,9 +87,9 @@ class DSIRSelector(Selector):
         logw = self.log_importance(table["text"].astype(str).tolist(), list(ctx.target_texts or []))
         self.last_log_weights = logw
         res = sample_to_budget(logw, token_counts(table), ctx.budget, ctx.seed, n_draws=self.n_draws)
-        reason = np.where(res.keep, "importance_sample", BUDGET_REASON).astype(object)
+        reason = keep_reasons(res.keep, "importance_sample")
         return Selection(
-            table_ids(table), res.probability, np.ones(len(table)), res.keep, reason
+            table_ids(table), res.probability, unit_weights(len(table)), res.keep, reason
         )
 
     def params(self) -> dict[str, Any]:

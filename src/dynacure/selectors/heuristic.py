@@ -23,7 +23,7 @@ import pandas as pd
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
+from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget, unit_weights
 from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
 
 
@@ -117,11 +117,11 @@ class HeuristicSelector(Selector):
             reason[hit] = labels[codes[hit]]
         passing = reason == ""
         res = sample_to_budget(
-            np.zeros(n), token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
+            None, token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
         )
         reason[passing & res.keep] = "kept"
         reason[passing & ~res.keep] = BUDGET_REASON
-        return Selection(table_ids(table), res.probability, np.ones(n), res.keep, reason)
+        return Selection(table_ids(table), res.probability, unit_weights(n), res.keep, reason)
 
     def params(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "n_blocklist_words": len(self.words), "columns": self.columns}

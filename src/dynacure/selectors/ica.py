@@ -38,7 +38,7 @@ from scipy import sparse
 from dynacure.learners.base import Learner
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, top_to_budget
+from dynacure.selectors.budget import check_budget, keep_reasons, top_to_budget
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.models import PRIOR_CHOICES, model_cost, prior_learner, work_done
 
@@ -258,7 +258,7 @@ class ICASelector(Selector):
         weight = np.zeros(len(table), dtype=np.float64)
         kept = np.flatnonzero(res.keep)
         weight[kept] = weights_in_batches(scores[kept], self.batch_size)
-        reason = np.where(res.keep, "top_ica", BUDGET_REASON).astype(object)
+        reason = keep_reasons(res.keep, "top_ica")
         return Selection(table_ids(table), res.probability, weight, res.keep, reason)
 
     def params(self) -> dict[str, Any]:

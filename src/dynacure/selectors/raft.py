@@ -10,7 +10,7 @@ import pandas as pd
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, top_to_budget
+from dynacure.selectors.budget import check_budget, keep_reasons, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
 
@@ -41,9 +41,9 @@ class RaftSelector(Selector):
         reward = composite_reward(table, self.weights, self.columns, self.calibrator)
         self.last_reward = reward
         res = top_to_budget(reward, token_counts(table), ctx.budget)
-        reason = np.where(res.keep, "top_reward", BUDGET_REASON).astype(object)
+        reason = keep_reasons(res.keep, "top_reward")
         return Selection(
-            table_ids(table), res.probability, np.ones(len(table)), res.keep, reason
+            table_ids(table), res.probability, unit_weights(len(table)), res.keep, reason
         )
 
     def params(self) -> dict[str, Any]:

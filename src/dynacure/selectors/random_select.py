@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget
+from dynacure.selectors.budget import check_budget, keep_reasons, sample_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 
 
@@ -25,9 +24,9 @@ class RandomSelector(Selector):
         check_budget(ctx.budget)
         check_table(table)
         n = len(table)
-        res = sample_to_budget(np.zeros(n), token_counts(table), ctx.budget, ctx.seed, n_draws=self.n_draws)
-        reason = np.where(res.keep, "sampled", BUDGET_REASON).astype(object)
-        return Selection(table_ids(table), res.probability, np.ones(n), res.keep, reason)
+        res = sample_to_budget(None, token_counts(table), ctx.budget, ctx.seed, n_draws=self.n_draws)
+        reason = keep_reasons(res.keep, "sampled")
+        return Selection(table_ids(table), res.probability, unit_weights(n), res.keep, reason)
 
     def params(self) -> dict[str, Any]:
         return {"n_draws": self.n_draws}
