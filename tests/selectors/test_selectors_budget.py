@@ -84,3 +84,21 @@ def test_gumbel_sampling_follows_weights():
     heavy, light = res.probability[:200].mean(), res.probability[200:].mean()
     assert heavy > 4 * light
     assert abs(res.probability.sum() - 40) < 1e-9  # every draw keeps exactly 40 docs
+
+
+def test_uniform_sampling_needs_no_weight_array_and_reasons_share_strings():
+    from dynacure.selectors.budget import keep_reasons, sample_to_budget, unit_weights
+
+    rng = np.random.default_rng(5)
+    n_tokens = rng.integers(1, 50, size=500)
+    eligible = rng.random(500) > 0.2
+    a = sample_to_budget(None, n_tokens, 0.3, seed=9, eligible=eligible, n_draws=8)
+    b = sample_to_budget(np.zeros(500), n_tokens, 0.3, seed=9, eligible=eligible, n_draws=8)
+    assert np.array_equal(a.keep, b.keep) and np.array_equal(a.probability, b.probability)
+    assert not a.keep[~eligible].any() and a.kept_tokens <= a.limit
+    with pytest.raises(ValueError, match="shape"):
+        sample_to_budget(np.zeros(3), n_tokens, 0.3, seed=0)
+    reasons = keep_reasons(a.keep, "sampled")
+    assert set(reasons) == {"sampled", "budget"} and len({id(r) for r in reasons}) == 2
+    w = unit_weights(4)
+    assert w.tolist() == [1.0] * 4 and w.strides == (0,)

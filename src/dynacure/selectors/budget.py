@@ -72,7 +72,8 @@ def unit_weights(n: int) -> np.ndarray:
 def keep_reasons(keep: np.ndarray, kept: str, dropped: str = BUDGET_REASON) -> np.ndarray:
     """Reason per document as an object array of two shared strings (8 bytes a document; a NumPy unicode
     array turned into objects would make one string object per document)."""
-    out = np.full(len(keep), dropped, dtype=object)
+    out = np.empty(len(keep), dtype=object)
+    out.fill(dropped)  # fill() stores the one object; np.full may build a string per element
     out[np.asarray(keep, dtype=bool)] = kept
     return out
 

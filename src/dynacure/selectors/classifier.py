@@ -25,7 +25,13 @@ import pandas as pd
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget, tiered_log_weights
+from dynacure.selectors.budget import (
+    BUDGET_REASON,
+    check_budget,
+    keep_reasons,
+    sample_to_budget,
+    tiered_log_weights,
+)
 from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
 
 N_BUCKETS = 6
@@ -110,16 +116,16 @@ class ClassifierSelector(Selector):
             eligible=eligible,
             n_draws=self.n_draws,
         )
-        reason = np.full(n, BUDGET_REASON, dtype=object)
+        reason = np.empty(n, dtype=object)
+        reason.fill(BUDGET_REASON)
         reason[bucket >= self.drop_min] = f"bucket>={self.drop_min}"
         if not self.reroute:
-            reason[mid] = np.char.add("bucket=", bucket[mid].astype(str)).astype(object)
+            labels = np.array([f"bucket={b}" for b in range(int(bucket.max()) + 1)], dtype=object)
+            reason[mid] = labels[bucket[mid]]  # shared label objects, not a string per document
         reason[keep_tier & res.keep] = "kept"
         reason[reroute & res.keep] = "reroute"
         weight = np.where(reroute, self.reroute_weight, 1.0)
-        prefix = np.where(reroute & res.keep & bool(self.reroute_tag), self.reroute_tag + " ", "").astype(
-            object
-        )
+        prefix = keep_reasons(reroute & res.keep & bool(self.reroute_tag), self.reroute_tag + " ", "")
         return TaggedSelection(
             table_ids(table), res.probability, weight, res.keep, reason, prefix=prefix
         )

@@ -106,7 +106,8 @@ class HeuristicSelector(Selector):
         check_budget(ctx.budget)
         check_table(table, ("id", "n_tokens"))
         n = len(table)
-        reason = np.full(n, "", dtype=object)
+        reason = np.empty(n, dtype=object)
+        reason.fill("")
         cols = self.columns if self.columns is not None else toxicity_columns(table)
         tox = max_toxicity(table, cols, self.calibrator)
         reason[tox >= self.threshold] = f"toxicity>={self.threshold:g}"
