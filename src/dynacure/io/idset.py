@@ -65,8 +65,9 @@ def find_duplicates(chunks: Callable[[], Iterator[Sequence[str]]]) -> list[str]:
     """The ids that occur more than once over the chunks ``chunks()`` yields (called twice when a digest
     repeats, to tell a real repeat from a digest collision). Memory: 8 bytes per id plus one chunk."""
     digests = [np.fromiter((id_digest(i) for i in chunk), np.uint64) for chunk in chunks()]
-    all_d = np.sort(np.concatenate(digests)) if digests else np.empty(0, np.uint64)
+    all_d = np.concatenate(digests) if digests else np.empty(0, np.uint64)
     del digests
+    all_d.sort()  # in place: one array of digests at the peak, not two
     repeated = set(all_d[1:][all_d[1:] == all_d[:-1]].tolist())
     if not repeated:
         return []
