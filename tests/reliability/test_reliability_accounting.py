@@ -160,3 +160,16 @@ def test_experiment_tables_account_for_quarantined_records(corpus: tuple[Path, s
     assert set(table["id"]) == good_ids and len(table) == len(good_ids)
     assert info["corpus_quarantined"] == EXPECTED_QUARANTINE
     assert len((ws.root / "quarantine.jsonl").read_text().splitlines()) == sum(EXPECTED_QUARANTINE.values())
+
+
+def test_manifest_id_check_finds_repeats_with_and_without_the_reader_guarantee() -> None:
+    import pandas as pd
+
+    from dynacure.selectors.curate import _repeated_manifest_ids
+
+    ids = pd.Series([f"d{i}" for i in range(200_000)], dtype="str").array
+    assert _repeated_manifest_ids(ids, pd.Series(["q1", "q2"]), ids_unique=True) == []
+    assert _repeated_manifest_ids(ids, pd.Series(["q1", "d7", "q1"]), ids_unique=True) == ["d7", "q1"]
+    assert _repeated_manifest_ids(ids, pd.Series([], dtype=str), ids_unique=True) == []
+    dup = pd.Series(["a", "b", "a"], dtype="str").array
+    assert _repeated_manifest_ids(dup, pd.Series(["c"]), ids_unique=False) == ["a"]

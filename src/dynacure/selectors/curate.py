@@ -266,6 +266,21 @@ def _manifest_id_chunks(ids: Any, extra_ids: pd.Series) -> Iterator[list[str]]:
     yield extra_ids.astype(str).tolist()
 
 
+def _repeated_manifest_ids(ids: Any, extra_ids: pd.Series, ids_unique: bool) -> list[str]:
+    """Ids that would appear twice in the manifest. When the reader already guaranteed unique selection
+    ids, only the (few) quarantined rows' ids can repeat: they are checked against a set of themselves
+    while the selection ids stream past, instead of digesting every id."""
+    if not ids_unique:
+        return find_duplicates(lambda: _manifest_id_chunks(ids, extra_ids))
+    extra = extra_ids.astype(str).tolist()
+    counts = Counter(extra)
+    repeated = {i for i, c in counts.items() if c > 1}
+    if counts:
+        for a in range(0, len(ids), MANIFEST_CHUNK):
+            repeated.update(i for i in np.asarray(ids[a:a + MANIFEST_CHUNK], dtype=object) if i in counts)
+    return sorted(repeated)
+
+
 def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float, *,
            attributes: str | Path | None = None, target: str | Path | list[str] | None = None, seed: int = 0,
            weights: RewardWeights | str | None = None, redact_pii: bool = False,
@@ -532,7 +547,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "pii_redacted": dict(pii_counts),
         "disparity_cap": cap_summary,
     }
-    repeated = find_duplicates(lambda: _manifest_id_chunks(selection.ids, extra["id"]))
+    del reason_codes
+    repeated = _repeated_manifest_ids(selection.ids, extra["id"], bool(table.attrs.get(UNIQUE_IDS)))
     if repeated:
         raise RuntimeError(f"accounting error: {len(repeated)} ids appear more than once in the manifest "
                            f"(first: {repeated[0]!r})")
