@@ -121,12 +121,13 @@ def shard_file_name(index: int) -> str:
 
 
 def write_corpus(docs: Iterable[Document], out_dir: str | os.PathLike[str], shard_size: int = 5000,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None, check_ids: bool = True) -> dict[str, Any]:
     """Write ``docs`` as a corpus folder (gzip JSONL shards + ``corpus.json``); return the manifest.
 
     Streams: at most ``shard_size`` documents are held at once. ``extra`` fields (e.g. a pool's
     composition) are added to ``corpus.json``. Shard files of an earlier, larger corpus in ``out_dir``
-    are removed so the folder always matches its manifest.
+    are removed so the folder always matches its manifest. ``check_ids=False`` skips the duplicate-id check
+    for callers whose documents come from a reader that already made ids unique.
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, not {shard_size}")
@@ -139,7 +140,7 @@ def write_corpus(docs: Iterable[Document], out_dir: str | os.PathLike[str], shar
     for i, batch in enumerate(_batches(docs, shard_size)):
         shard_tokens = 0
         for d in batch:
-            if not seen.add(d.id):
+            if check_ids and not seen.add(d.id):
                 raise ValueError(f"duplicate document id {d.id!r} (source {d.source!r}) in corpus for {out}")
             t = count_tokens(d.text)
             shard_tokens += t

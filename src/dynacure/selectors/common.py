@@ -89,7 +89,10 @@ def max_toxicity(
         if np.isnan(v).any():
             raise ValueError(f"column {c!r} has {int(np.isnan(v).sum())} missing scores")
         mats.append(apply_calibrator(calibrator, c, v))
-    return np.clip(np.max(np.vstack(mats), axis=0), 0.0, 1.0)
+    if len(mats) == 1:  # may be a view of the table's column: clip into a new array
+        return np.clip(mats[0], 0.0, 1.0)
+    out = np.max(np.vstack(mats), axis=0)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def token_counts(table: pd.DataFrame) -> np.ndarray:

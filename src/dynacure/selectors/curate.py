@@ -497,13 +497,14 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     from dynacure.io.writers import write_corpus
 
     write_corpus(kept_docs(), out, shard_size=out_shard_size,
-                 extra={"curated_from": str(corpus), "strategy": strategy})
+                 extra={"curated_from": str(corpus), "strategy": strategy}, check_ids=False)
     if len(qrows):
         extra_rows.append(qrows)
     extra = pd.concat(extra_rows, ignore_index=True) if extra_rows else pd.DataFrame(
         {c: [] for c in MANIFEST_COLUMNS})
-    reason_codes, reason_names = pd.factorize(np.asarray(selection.reason, dtype=object))
-    reason_codes = reason_codes.astype(np.int32)
+    # Reasons as a categorical from here: a small integer code per document, not an object pointer.
+    selection.reason = pd.Categorical(np.asarray(selection.reason, dtype=object))
+    reason_codes, reason_names = selection.reason.codes, selection.reason.categories
     _write_manifest(out / "manifest.parquet", selection, reason_codes, reason_names, extra)
 
     keep_mask = np.asarray(selection.keep, dtype=bool)
@@ -547,7 +548,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "pii_redacted": dict(pii_counts),
         "disparity_cap": cap_summary,
     }
-    del reason_codes
+    del reason_codes, reason_names
     repeated = _repeated_manifest_ids(selection.ids, extra["id"], bool(table.attrs.get(UNIQUE_IDS)))
     if repeated:
         raise RuntimeError(f"accounting error: {len(repeated)} ids appear more than once in the manifest "

@@ -93,7 +93,7 @@ class HeuristicSelector(Selector):
     def _blocklist_codes(self, table: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
         col = self.feature_column("blocklist")
         if col in table.columns:
-            return table[col].to_numpy(dtype=np.int64)
+            return table[col].to_numpy()
         if "text" not in table.columns:
             raise ValueError(f"heuristic needs a 'text' column or the {col!r} feature column")
         codes = np.full(len(table), -1, dtype=np.int64)
