@@ -162,14 +162,30 @@ def test_experiment_tables_account_for_quarantined_records(corpus: tuple[Path, s
     assert len((ws.root / "quarantine.jsonl").read_text().splitlines()) == sum(EXPECTED_QUARANTINE.values())
 
 
-def test_manifest_id_check_finds_repeats_with_and_without_the_reader_guarantee() -> None:
+def test_manifest_rows_are_written_in_order_and_only_when_complete(tmp_path: Path) -> None:
+    import numpy as np
     import pandas as pd
 
-    from dynacure.selectors.curate import _repeated_manifest_ids
+    from dynacure.selectors.base import Selection
+    from dynacure.selectors.curate import _manifest_writer
 
-    ids = pd.Series([f"d{i}" for i in range(200_000)], dtype="str").array
-    assert _repeated_manifest_ids(ids, pd.Series(["q1", "q2"]), ids_unique=True) == []
-    assert _repeated_manifest_ids(ids, pd.Series(["q1", "d7", "q1"]), ids_unique=True) == ["d7", "q1"]
-    assert _repeated_manifest_ids(ids, pd.Series([], dtype=str), ids_unique=True) == []
-    dup = pd.Series(["a", "b", "a"], dtype="str").array
-    assert _repeated_manifest_ids(dup, pd.Series(["c"]), ids_unique=False) == ["a"]
+    sel = Selection(np.arange(3), np.array([1.0, 0.5, 0.0], np.float32), np.ones(3),
+                    np.array([True, True, False]), pd.Categorical(["kept", "kept", "budget"]))
+    codes, names = sel.reason.codes, sel.reason.categories
+    extra = pd.DataFrame({"id": ["q"], "decision": ["quarantined"], "probability": [0.0], "weight": [0.0],
+                          "reason": ["invalid_json: line 3"]})
+    with _manifest_writer(tmp_path / "m.parquet", sel, codes, names) as rows:
+        for doc_id in ("a", "b", "c"):
+            rows.add(doc_id)
+        rows.finish(extra)
+    m = pd.read_parquet(tmp_path / "m.parquet")
+    assert m["id"].tolist() == ["a", "b", "c", "q"]
+    assert m["decision"].tolist() == ["keep", "keep", "drop", "quarantined"]
+    assert m["reason"].tolist() == ["kept", "kept", "budget", "invalid_json: line 3"]
+    assert m["probability"].tolist() == [1.0, 0.5, 0.0, 0.0]
+    with pytest.raises(RuntimeError, match="2 selection rows for 3"), \
+            _manifest_writer(tmp_path / "short.parquet", sel, codes, names) as rows:
+        rows.add("a")
+        rows.add("b")
+        rows.finish(extra)
+    assert not (tmp_path / "short.parquet").exists()  # an incomplete manifest never appears

@@ -41,7 +41,10 @@ def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -
 
 def table_ids(table: pd.DataFrame) -> Any:
     """The ``id`` column as an Arrow-backed string array: no Python string object per document (a
-    million ids as NumPy objects cost ~70 MB; as Arrow, the bytes plus an offset each)."""
+    million ids as NumPy objects cost ~70 MB; as Arrow, the bytes plus an offset each). Integer ids
+    (row positions) are returned as they are."""
+    if pd.api.types.is_integer_dtype(table["id"].dtype):  # positions (curate's tables): passed as they are
+        return table["id"].to_numpy()
     return table["id"].astype("str").array
 
 

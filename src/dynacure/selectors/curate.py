@@ -31,6 +31,7 @@ import inspect
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ import pyarrow.parquet as pq
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.attributes import read_attributes, signals_in, write_attribute_shard
 from dynacure.io.document import Document, count_tokens, derive_id
-from dynacure.io.idset import find_duplicates
+from dynacure.io.idset import id_digest
 from dynacure.learners.base import Learner
 from dynacure.runinfo import seed_everything, write_run_info
 from dynacure.selectors import selector_class
@@ -229,29 +230,55 @@ MANIFEST_SCHEMA = pa.schema([("id", pa.string()), ("decision", pa.string()), ("p
 MANIFEST_CHUNK = 1 << 16  # rows per row group: the manifest is built and written this many rows at a time
 
 
-def _write_manifest(path: Path, selection: Selection, reason_codes: np.ndarray, reason_names: Any,
-                    extra: pd.DataFrame) -> None:
-    """``manifest.parquet``: the selection's rows, then ``extra`` (quarantined rows), written in chunks of
-    ``MANIFEST_CHUNK`` rows so that no manifest of the whole corpus is ever held in memory."""
-    names = pa.array([str(r) for r in reason_names], type=pa.string())
-    decisions = pa.array(["keep", "drop"], type=pa.string())
-    n = len(selection.keep)
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, MANIFEST_SCHEMA) as writer:
-        for a in range(0, n, MANIFEST_CHUNK):
-            b = min(n, a + MANIFEST_CHUNK)
-            keep = np.asarray(selection.keep[a:b], dtype=bool)
-            # Arrow-native columns (dictionary-decoded codes): no Python object per row.
-            writer.write_table(pa.table({
-                "id": pa.array(selection.ids[a:b]).cast(pa.string()),
-                "decision": pa.DictionaryArray.from_arrays(
-                    pa.array(np.where(keep, 0, 1).astype(np.int32)), decisions).dictionary_decode(),
-                "probability": pa.array(np.asarray(selection.probability[a:b], dtype=np.float64)),
-                "weight": pa.array(np.asarray(selection.weight[a:b], dtype=np.float64)),
-                "reason": pa.DictionaryArray.from_arrays(
-                    pa.array(np.asarray(reason_codes[a:b], dtype=np.int32)), names).dictionary_decode(),
-            }, schema=MANIFEST_SCHEMA))
+def _id_digests(ids: pd.Series) -> np.ndarray:
+    """8-byte digest of every id (``io.idset.id_digest``), a chunk of Python strings at a time."""
+    parts = [np.fromiter((id_digest(str(i)) for i in ids.iloc[a:a + MANIFEST_CHUNK].tolist()), np.uint64)
+             for a in range(0, len(ids), MANIFEST_CHUNK)]
+    return np.concatenate(parts) if parts else np.empty(0, np.uint64)
+
+
+class _ManifestRows:
+    """Writes the selection's manifest rows in table order as the second pass meets their documents (the
+    ids come from the corpus), ``MANIFEST_CHUNK`` rows per row group; ``finish`` adds the quarantined rows."""
+
+    def __init__(self, writer: pq.ParquetWriter, selection: Selection, reason_codes: np.ndarray,
+                 reason_names: Any) -> None:
+        self.writer, self.selection, self.codes = writer, selection, reason_codes
+        self.names = pa.array([str(r) for r in reason_names], type=pa.string())
+        self.decisions = pa.array(["keep", "drop"], type=pa.string())
+        self.ids: list[str] = []
+        self.start = 0
+
+    def add(self, doc_id: str) -> None:
+        self.ids.append(doc_id)
+        if len(self.ids) >= MANIFEST_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.ids:
+            return
+        a, b = self.start, self.start + len(self.ids)
+        sel = self.selection
+        keep = np.asarray(sel.keep[a:b], dtype=bool)
+        # Arrow-native columns (dictionary-decoded codes): no Python object per row besides the ids.
+        self.writer.write_table(pa.table({
+            "id": pa.array(self.ids, type=pa.string()),
+            "decision": pa.DictionaryArray.from_arrays(
+                pa.array(np.where(keep, 0, 1).astype(np.int32)), self.decisions).dictionary_decode(),
+            "probability": pa.array(np.asarray(sel.probability[a:b], dtype=np.float64)),
+            "weight": pa.array(np.asarray(sel.weight[a:b], dtype=np.float64)),
+            "reason": pa.DictionaryArray.from_arrays(
+                pa.array(np.asarray(self.codes[a:b], dtype=np.int32)), self.names).dictionary_decode(),
+        }, schema=MANIFEST_SCHEMA))
+        self.start, self.ids = b, []
+
+    def finish(self, extra: pd.DataFrame) -> None:
+        self._flush()
+        if self.start != len(self.selection.keep):
+            raise RuntimeError(f"manifest has {self.start} selection rows for {len(self.selection.keep)} "
+                               f"documents")
         if len(extra):
-            writer.write_table(pa.table({
+            self.writer.write_table(pa.table({
                 "id": pa.array(extra["id"].astype(str).tolist(), type=pa.string()),
                 "decision": pa.array(extra["decision"].astype(str).tolist(), type=pa.string()),
                 "probability": pa.array(extra["probability"].to_numpy(dtype=np.float64)),
@@ -260,25 +287,12 @@ def _write_manifest(path: Path, selection: Selection, reason_codes: np.ndarray, 
             }, schema=MANIFEST_SCHEMA))
 
 
-def _manifest_id_chunks(ids: Any, extra_ids: pd.Series) -> Iterator[list[str]]:
-    for a in range(0, len(ids), MANIFEST_CHUNK):
-        yield [str(i) for i in np.asarray(ids[a:a + MANIFEST_CHUNK], dtype=object)]
-    yield extra_ids.astype(str).tolist()
-
-
-def _repeated_manifest_ids(ids: Any, extra_ids: pd.Series, ids_unique: bool) -> list[str]:
-    """Ids that would appear twice in the manifest. When the reader already guaranteed unique selection
-    ids, only the (few) quarantined rows' ids can repeat: they are checked against a set of themselves
-    while the selection ids stream past, instead of digesting every id."""
-    if not ids_unique:
-        return find_duplicates(lambda: _manifest_id_chunks(ids, extra_ids))
-    extra = extra_ids.astype(str).tolist()
-    counts = Counter(extra)
-    repeated = {i for i, c in counts.items() if c > 1}
-    if counts:
-        for a in range(0, len(ids), MANIFEST_CHUNK):
-            repeated.update(i for i in np.asarray(ids[a:a + MANIFEST_CHUNK], dtype=object) if i in counts)
-    return sorted(repeated)
+@contextmanager
+def _manifest_writer(path: Path, selection: Selection, reason_codes: np.ndarray,
+                     reason_names: Any) -> Iterator[_ManifestRows]:
+    """``manifest.parquet`` written atomically: it appears only when the block completes."""
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, MANIFEST_SCHEMA) as writer:
+        yield _ManifestRows(writer, selection, reason_codes, reason_names)
 
 
 def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float, *,
@@ -432,6 +446,10 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         table = merged.loc[~unscored].drop(columns="_merge").reset_index(drop=True)
     if table.empty:
         raise ValueError(f"{corpus}: no document has the attributes strategy {strategy!r} needs")
+    # From here on the table names documents by position: the string ids (~24 B each) give way to an 8-byte
+    # digest for the second pass's check, and the manifest takes the ids from the corpus in that pass.
+    id_digests = _id_digests(table["id"])
+    table["id"] = np.arange(len(table), dtype=np.int64)
 
     # ---- select ----------------------------------------------------------------------------------------
     if progress:
@@ -445,8 +463,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                       for g in names}
         selection, cap_summary = apply_disparity_cap(selection, table["n_tokens"].to_numpy(), membership,
                                                      disparity_cap, budget)
-    if len(selection.ids) != len(table) or not bool(
-            pd.Series(selection.ids, dtype="str").eq(table["id"]).all()):  # Arrow compare: no str objects
+    if len(selection.ids) != len(table) or not np.array_equal(np.asarray(selection.ids),
+                                                              table["id"].to_numpy()):
         raise RuntimeError(f"selector {strategy!r} returned ids in a different order than its input")
     # What is left to do needs the tokens and sources only: free the attribute and text columns.
     table = table[["source", "n_tokens"]]
@@ -468,36 +486,6 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     row_of[read_pos] = np.arange(len(read_pos))
     del read_pos
     keep = selection.keep
-    sel_ids = selection.ids
-
-    def kept_docs() -> Iterator[Document]:
-        k = 0
-        for shard in iter_shards(corpus, shard_size=shard_size, quarantine=Quarantine()):
-            for d in shard.docs:
-                i = row_of[k] if k < n_docs_read else -1
-                k += 1
-                if i < 0 or not keep[i]:
-                    continue
-                if str(sel_ids[i]) != d.id:
-                    raise RuntimeError(f"{corpus}: changed while curating (document {k} is {d.id!r}, "
-                                       f"expected {sel_ids[i]!r}); rerun")
-                text = d.text
-                if prefix is not None and prefix[i]:
-                    text = str(prefix[i]) + text
-                if redact is not None:
-                    text, counts = redact(text)
-                    pii_counts.update(counts)
-                meta = dict(d.meta)
-                if weighted:
-                    meta["curate_weight"] = float(selection.weight[i])
-                yield Document(d.id, text, d.source, meta)
-        if k != n_docs_read:
-            raise RuntimeError(f"{corpus}: changed while curating ({k} documents now, {n_docs_read} before)")
-
-    from dynacure.io.writers import write_corpus
-
-    write_corpus(kept_docs(), out, shard_size=out_shard_size,
-                 extra={"curated_from": str(corpus), "strategy": strategy}, check_ids=False)
     if len(qrows):
         extra_rows.append(qrows)
     extra = pd.concat(extra_rows, ignore_index=True) if extra_rows else pd.DataFrame(
@@ -505,7 +493,48 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     # Reasons as a categorical from here: a small integer code per document, not an object pointer.
     selection.reason = pd.Categorical(np.asarray(selection.reason, dtype=object))
     reason_codes, reason_names = selection.reason.codes, selection.reason.categories
-    _write_manifest(out / "manifest.parquet", selection, reason_codes, reason_names, extra)
+    # Ids of quarantined rows, to catch one that repeats or equals a document's id (the reader already
+    # made the documents' ids unique among themselves).
+    extra_count = Counter(extra["id"].astype(str))
+    repeated = {i for i, c in extra_count.items() if c > 1}
+
+    from dynacure.io.writers import write_corpus
+
+    with _manifest_writer(out / "manifest.parquet", selection, reason_codes, reason_names) as manifest_rows:
+
+        def kept_docs() -> Iterator[Document]:
+            k = 0
+            for shard in iter_shards(corpus, shard_size=shard_size, quarantine=Quarantine()):
+                for d in shard.docs:
+                    i = row_of[k] if k < n_docs_read else -1
+                    k += 1
+                    if i < 0:
+                        continue
+                    if id_digest(d.id) != id_digests[i]:
+                        raise RuntimeError(f"{corpus}: changed while curating (document {k}, {d.id!r}, is "
+                                           f"not the one read before); rerun")
+                    manifest_rows.add(d.id)
+                    if d.id in extra_count:
+                        repeated.add(d.id)
+                    if not keep[i]:
+                        continue
+                    text = d.text
+                    if prefix is not None and prefix[i]:
+                        text = str(prefix[i]) + text
+                    if redact is not None:
+                        text, counts = redact(text)
+                        pii_counts.update(counts)
+                    meta = dict(d.meta)
+                    if weighted:
+                        meta["curate_weight"] = float(selection.weight[i])
+                    yield Document(d.id, text, d.source, meta)
+            if k != n_docs_read:
+                raise RuntimeError(f"{corpus}: changed while curating ({k} documents now, {n_docs_read} "
+                                   f"before)")
+
+        write_corpus(kept_docs(), out, shard_size=out_shard_size,
+                     extra={"curated_from": str(corpus), "strategy": strategy}, check_ids=False)
+        manifest_rows.finish(extra)
 
     keep_mask = np.asarray(selection.keep, dtype=bool)
     n_reasons = len(reason_names)
@@ -549,10 +578,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         "disparity_cap": cap_summary,
     }
     del reason_codes, reason_names
-    repeated = _repeated_manifest_ids(selection.ids, extra["id"], bool(table.attrs.get(UNIQUE_IDS)))
     if repeated:
         raise RuntimeError(f"accounting error: {len(repeated)} ids appear more than once in the manifest "
-                           f"(first: {repeated[0]!r})")
+                           f"(first: {sorted(repeated)[0]!r})")
     accounted = summary["kept"] + summary["dropped"] + summary["quarantined"]
     if accounted != summary["records_read"]:
         raise RuntimeError(f"accounting error: kept + dropped + quarantined = {accounted} manifest rows for "
