@@ -237,6 +237,16 @@ def _id_digests(ids: pd.Series) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
+def _read_ids(corpus: Path, shard_size: int) -> pd.Series:
+    """The ids of the readable documents, in reading order (Arrow strings)."""
+    from dynacure.io.quarantine import Quarantine
+    from dynacure.io.readers import iter_shards
+
+    parts = [_str_array([d.id for d in shard.docs])
+             for shard in iter_shards(corpus, shard_size=shard_size, quarantine=Quarantine())]
+    return pd.concat(parts, ignore_index=True) if parts else _str_array([])
+
+
 class _ManifestRows:
     """Writes the selection's manifest rows in table order as the second pass meets their documents (the
     ids come from the corpus), ``MANIFEST_CHUNK`` rows per row group; ``finish`` adds the quarantined rows."""
@@ -357,7 +367,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     # Stored attributes are attached shard by shard while reading when their shards line up with the
     # corpus's (same ids, same order): then no table of every id and score is ever loaded.
     attr_parts: dict[str, list[np.ndarray]] | None = {} if use_signals else None
-    ids: list[pd.Series] = []
+    # Documents are named by position in the table; an 8-byte digest of each id is kept to check that the
+    # second pass meets the same documents (string ids cost ~24 B each and are read again only for a join).
+    digests: list[np.ndarray] = []
     source_code: dict[str, int] = {}  # sources as category codes: 4 bytes per document, not a string
     sources: list[np.ndarray] = []
     ntoks: list[np.ndarray] = []
@@ -377,7 +389,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                 else:
                     for name, col in cols.items():
                         attr_parts.setdefault(name, []).append(col)
-            ids.append(_str_array(shard_ids))
+            digests.append(np.fromiter((id_digest(i) for i in shard_ids), np.uint64, len(shard_ids)))
             sources.append(np.array([source_code.setdefault(d.source, len(source_code)) for d in shard.docs],
                                     dtype=np.int32))
             ntoks.append(np.array([count_tokens(d.text) for d in shard.docs], dtype=np.int64))
@@ -393,12 +405,12 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
             if progress:
                 progress("read", stats.n_read, 0)
     qrows = _quarantine_rows(read_quarantine(qpath), corpus)
-    n_docs_read = int(sum(len(x) for x in ids))
+    n_docs_read = int(sum(len(x) for x in digests))
     if not n_docs_read:
         raise ValueError(f"{corpus}: no readable documents ({len(qrows)} quarantined)")
 
     columns: dict[str, Any] = {
-        "id": pd.concat(ids, ignore_index=True),
+        "id": np.arange(n_docs_read, dtype=np.int64),
         "source": pd.Categorical.from_codes(np.concatenate(sources), categories=list(source_code)),
         "n_tokens": np.concatenate(ntoks),
     }
@@ -412,7 +424,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         for name, parts in attr_parts.items():
             columns[name] = np.concatenate(parts)
         use_signals = []  # attached
-    del ids, sources, ntoks, texts, features, attr_parts
+    id_digests = np.concatenate(digests)
+    del digests, sources, ntoks, texts, features, attr_parts
     table = pd.DataFrame(columns)
     del columns
     table.attrs[UNIQUE_IDS] = True  # the reader quarantines every repeated id
@@ -420,7 +433,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     read_pos = np.arange(n_docs_read, dtype=np.int64)
     # ---- attach attributes (when their shards did not line up with the corpus's) -----------------------
     extra_rows: list[pd.DataFrame] = []
-    if use_signals:
+    if use_signals:  # the rare case: a join on id, so the ids are read again
+        table["id"] = _read_ids(corpus, shard_size)
         attrs = read_attributes(attrs_dir, use_signals)
         if len(attrs) == len(table) and bool(attrs["id"].astype("str").reset_index(drop=True)
                                              .eq(table["id"]).all()):
@@ -446,10 +460,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         table = merged.loc[~unscored].drop(columns="_merge").reset_index(drop=True)
     if table.empty:
         raise ValueError(f"{corpus}: no document has the attributes strategy {strategy!r} needs")
-    # From here on the table names documents by position: the string ids (~24 B each) give way to an 8-byte
-    # digest for the second pass's check, and the manifest takes the ids from the corpus in that pass.
-    id_digests = _id_digests(table["id"])
-    table["id"] = np.arange(len(table), dtype=np.int64)
+    if not pd.api.types.is_integer_dtype(table["id"].dtype):  # after a join: back to positions
+        id_digests = _id_digests(table["id"])
+        table["id"] = np.arange(len(table), dtype=np.int64)
 
     # ---- select ----------------------------------------------------------------------------------------
     if progress:
