@@ -142,7 +142,8 @@ def sample_to_budget(
     if log_weights is not None and len(idx) and not np.all(logw[idx] == logw[idx[0]]):
         sub = logw[idx]  # else equal weights: the Gumbel noise alone orders the documents
     rng = np.random.default_rng(seed)
-    counts = np.zeros(n, dtype=np.int32)
+    # Inclusion counts in float32 (exact up to 2**24 draws), divided in place into the probabilities.
+    counts = np.zeros(n, dtype=np.float32)
     first: np.ndarray | None = None
     for _ in range(max(1, n_draws)):
         keys = rng.gumbel(size=len(idx))  # in place from here: one key array per draw
@@ -157,8 +158,7 @@ def sample_to_budget(
         if first is None:
             first = keep
     assert first is not None
-    # float32 holds every k / n_draws of a few hundred draws exactly, in half the memory of float64.
-    probability = counts.astype(np.float32)
+    probability = counts
     probability /= max(1, n_draws)
     return BudgetResult(first, probability, limit, int(n_tokens[first].sum()))
 
