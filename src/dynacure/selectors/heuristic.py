@@ -23,7 +23,12 @@ import pandas as pd
 
 from dynacure.selectors import register_selector
 from dynacure.selectors.base import Selection, SelectionContext, Selector
-from dynacure.selectors.budget import BUDGET_REASON, check_budget, sample_to_budget, unit_weights
+from dynacure.selectors.budget import (
+    check_budget,
+    keep_reasons,
+    sample_to_budget,
+    unit_weights,
+)
 from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
 
 
@@ -91,37 +96,37 @@ class HeuristicSelector(Selector):
         return {"blocklist": codes}
 
     def _blocklist_codes(self, table: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
+        """Feature codes per document; computed here from text (for the ``candidates`` mask only) when the
+        table has no feature column."""
         col = self.feature_column("blocklist")
         if col in table.columns:
             return table[col].to_numpy()
         if "text" not in table.columns:
             raise ValueError(f"heuristic needs a 'text' column or the {col!r} feature column")
-        codes = np.full(len(table), -1, dtype=np.int64)
-        # Only the documents the threshold kept need the (slow) regex search.
-        texts = table["text"].iloc[candidates].astype(str).tolist()
-        codes[candidates] = self.text_features(texts)["blocklist"]
+        codes = np.full(len(table), -1, dtype=np.int32)
+        where = np.flatnonzero(candidates)  # only the documents the threshold kept need the slow regex
+        texts = table["text"].iloc[where].astype(str).tolist()
+        codes[where] = self.text_features(texts)["blocklist"]
         return codes
 
     def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
         check_budget(ctx.budget)
         check_table(table, ("id", "n_tokens"))
         n = len(table)
-        reason = np.empty(n, dtype=object)
-        reason.fill("")
         cols = self.columns if self.columns is not None else toxicity_columns(table)
-        tox = max_toxicity(table, cols, self.calibrator)
-        reason[tox >= self.threshold] = f"toxicity>={self.threshold:g}"
-        codes = self._blocklist_codes(table, np.flatnonzero(reason == ""))
-        hit = (reason == "") & (codes >= 0)
-        if hit.any():
-            labels = np.array(["blocklist:" + w for w in self.entries], dtype=object)
-            reason[hit] = labels[codes[hit]]
-        passing = reason == ""
+        # Boolean masks throughout (one byte a document); reasons are filled in once at the end.
+        toxic = max_toxicity(table, cols, self.calibrator) >= self.threshold
+        codes = self._blocklist_codes(table, ~toxic)
+        blocked = ~toxic & (codes >= 0)
+        passing = ~(toxic | blocked)
         res = sample_to_budget(
             None, token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
         )
-        reason[passing & res.keep] = "kept"
-        reason[passing & ~res.keep] = BUDGET_REASON
+        reason = keep_reasons(passing & res.keep, "kept")
+        reason[toxic] = f"toxicity>={self.threshold:g}"
+        if blocked.any():
+            labels = np.array(["blocklist:" + w for w in self.entries], dtype=object)
+            reason[blocked] = labels[codes[blocked]]
         return Selection(table_ids(table), res.probability, unit_weights(n), res.keep, reason)
 
     def params(self) -> dict[str, Any]:
