@@ -17,12 +17,13 @@ reused on a rerun); select at the token budget; write
 Accounting: every record read is exactly one manifest row, so ``kept + dropped + quarantined ==
 records_read`` (checked before the summary is written).
 
-Memory: the candidate table (ids, token counts, attributes, and text only for strategies with
-``needs_text``) is held whole because every strategy ranks the whole pool; it uses Arrow-backed string
-columns. A strategy's per-document text features (``Selector.text_features``, e.g. the heuristic's
-blocklist match) are computed shard by shard, so such a strategy holds no text. Documents are not held:
-the shards are read and scored one at a time, and the kept documents are written in a second streaming
-pass over the corpus.
+Memory: the candidate table is held whole because every strategy ranks the whole pool, so it is kept to a
+few bytes per document: the row position as id (an 8-byte digest of the real id checks the second pass),
+token count, source code, attribute columns (attached shard by shard when the attribute shards line up),
+and text only for strategies with ``needs_text``; a strategy's per-document text features
+(``Selector.text_features``, e.g. the heuristic's blocklist match) are computed shard by shard instead.
+Documents are not held: the shards are read and scored one at a time, and a second streaming pass over the
+corpus writes the kept documents and the manifest rows (ids from the corpus itself).
 """
 
 from __future__ import annotations
