@@ -13,7 +13,8 @@ lost. ``find_duplicates`` uses the same digests for an exact check over many ids
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +62,27 @@ class IdSet:
         return True
 
 
+def id_digests(ids: Iterable[str], count: int = -1) -> np.ndarray:
+    """``id_digest`` of every id, as a uint64 array (``count``: the number of ids, when known)."""
+    return np.fromiter((id_digest(i) for i in ids), np.uint64, count)
+
+
+def chunk_digests(chunks: Iterable[Sequence[str]]) -> np.ndarray:
+    """``id_digests`` over chunks of ids, concatenated (one chunk of Python strings alive at a time)."""
+    parts = [id_digests(chunk, len(chunk)) for chunk in chunks]
+    return np.concatenate(parts) if parts else np.empty(0, np.uint64)
+
+
+def string_chunks(ids: Any, size: int = 1 << 16) -> Iterator[list[str]]:
+    """A pandas Series of ids as lists of ``size`` Python strings, one list at a time."""
+    for a in range(0, len(ids), size):
+        yield ids.iloc[a:a + size].astype(str).tolist()
+
+
 def find_duplicates(chunks: Callable[[], Iterator[Sequence[str]]]) -> list[str]:
     """The ids that occur more than once over the chunks ``chunks()`` yields (called twice when a digest
     repeats, to tell a real repeat from a digest collision). Memory: 8 bytes per id plus one chunk."""
-    digests = [np.fromiter((id_digest(i) for i in chunk), np.uint64) for chunk in chunks()]
-    all_d = np.concatenate(digests) if digests else np.empty(0, np.uint64)
-    del digests
+    all_d = chunk_digests(chunks())
     all_d.sort()  # in place: one array of digests at the peak, not two
     repeated = set(all_d[1:][all_d[1:] == all_d[:-1]].tolist())
     if not repeated:

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 
 from dynacure.io.attributes import SEP
-from dynacure.io.idset import find_duplicates
+from dynacure.io.idset import find_duplicates, string_chunks
 
 # Signals whose columns are toxicity categories (probability-like, in [0, 1]); the safety side of every
 # strategy takes the max over the categories present, so a document toxic in any one category counts.
 TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_ngram", "toxicity_minilm", "profanity")
-ID_CHUNK = 1 << 16
 UNIQUE_IDS = "dynacure_unique_ids"
 
 
@@ -32,9 +31,7 @@ def check_table(table: pd.DataFrame, need: Iterable[str] = ("id", "n_tokens")) -
     if "id" in table.columns and not table.attrs.get(UNIQUE_IDS):
         # On 8-byte digests, a chunk of ids at a time: pandas' duplicated() would turn every Arrow id into
         # a Python string and hash table entry (~100 B per document) in the middle of a selection.
-        ids = table["id"]
-        dup = find_duplicates(lambda: (ids.iloc[a:a + ID_CHUNK].astype(str).tolist()
-                                       for a in range(0, len(ids), ID_CHUNK)))
+        dup = find_duplicates(lambda: string_chunks(table["id"]))
         if dup:
             raise ValueError(f"candidate table has duplicate ids, e.g. {dup[:3]}")
 

@@ -45,11 +45,11 @@ import pyarrow.parquet as pq
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.attributes import read_attributes, signals_in, write_attribute_shard
 from dynacure.io.document import Document, count_tokens, derive_id
-from dynacure.io.idset import id_digest
+from dynacure.io.idset import chunk_digests, id_digest, id_digests, string_chunks
 from dynacure.learners.base import Learner
 from dynacure.runinfo import seed_everything, write_run_info
 from dynacure.selectors import selector_class
-from dynacure.selectors.base import Selection, SelectionContext
+from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import budget_tokens, check_budget
 from dynacure.selectors.common import UNIQUE_IDS
 from dynacure.selectors.reward import RewardWeights
@@ -231,13 +231,6 @@ MANIFEST_SCHEMA = pa.schema([("id", pa.string()), ("decision", pa.string()), ("p
 MANIFEST_CHUNK = 1 << 16  # rows per row group: the manifest is built and written this many rows at a time
 
 
-def _id_digests(ids: pd.Series) -> np.ndarray:
-    """8-byte digest of every id (``io.idset.id_digest``), a chunk of Python strings at a time."""
-    parts = [np.fromiter((id_digest(str(i)) for i in ids.iloc[a:a + MANIFEST_CHUNK].tolist()), np.uint64)
-             for a in range(0, len(ids), MANIFEST_CHUNK)]
-    return np.concatenate(parts) if parts else np.empty(0, np.uint64)
-
-
 def _read_ids(corpus: Path, shard_size: int) -> pd.Series:
     """The ids of the readable documents, in reading order (Arrow strings)."""
     from dynacure.io.quarantine import Quarantine
@@ -359,8 +352,6 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
 
         scorers = {name: get_signal(name) for name in needed}
     needs_text = bool(getattr(selector, "needs_text", True))
-    from dynacure.selectors.base import Selector
-
     has_features = type(selector).text_features is not Selector.text_features
     features: dict[str, list[np.ndarray]] = {}
     use_signals = [s for s in (signals_in(attrs_dir) if attributes is not None else sorted(scorers))
@@ -390,7 +381,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                 else:
                     for name, col in cols.items():
                         attr_parts.setdefault(name, []).append(col)
-            digests.append(np.fromiter((id_digest(i) for i in shard_ids), np.uint64, len(shard_ids)))
+            digests.append(id_digests(shard_ids, len(shard_ids)))
             sources.append(np.array([source_code.setdefault(d.source, len(source_code)) for d in shard.docs],
                                     dtype=np.int32))
             ntoks.append(np.array([count_tokens(d.text) for d in shard.docs], dtype=np.int64))
@@ -425,7 +416,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         for name, parts in attr_parts.items():
             columns[name] = np.concatenate(parts)
         use_signals = []  # attached
-    id_digests = np.concatenate(digests)
+    doc_digests = np.concatenate(digests)
     del digests, sources, ntoks, texts, features, attr_parts
     table = pd.DataFrame(columns)
     del columns
@@ -462,7 +453,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     if table.empty:
         raise ValueError(f"{corpus}: no document has the attributes strategy {strategy!r} needs")
     if not pd.api.types.is_integer_dtype(table["id"].dtype):  # after a join: back to positions
-        id_digests = _id_digests(table["id"])
+        doc_digests = chunk_digests(string_chunks(table["id"]))
         table["id"] = np.arange(len(table), dtype=np.int64)
 
     # ---- select ----------------------------------------------------------------------------------------
@@ -524,7 +515,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
                     k += 1
                     if i < 0:
                         continue
-                    if id_digest(d.id) != id_digests[i]:
+                    if id_digest(d.id) != doc_digests[i]:
                         raise RuntimeError(f"{corpus}: changed while curating (document {k}, {d.id!r}, is "
                                            f"not the one read before); rerun")
                     manifest_rows.add(d.id)
