@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,3 +50,79 @@ def paired_difference_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, alpha
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in shape: {a.shape} vs {b.shape}")
     return bootstrap_ci(a - b, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+@dataclass
+class Units:
+    """The per-unit values behind one metric (prompts, texts, pairs), kept so that two learners evaluated
+    on the same units can be compared by a paired bootstrap over those units.
+
+    ``kind="mean"``: the metric is ``mean(values)`` (toxicity probability: 0/1 per prompt).
+    ``kind="exp_ratio"``: the metric is ``exp(sum(values) / sum(weights))`` (perplexity: summed NLL per
+    text over its word count). With ``groups`` (one label per unit) the metric is the unweighted mean over
+    groups of the group's statistic (a macro mean over domains), and resampling is stratified by group.
+    ``ids`` name the units, in order, so a pairing can be checked.
+    """
+
+    kind: Literal["mean", "exp_ratio"]
+    values: np.ndarray
+    weights: np.ndarray | None = None
+    ids: list[str] | None = None
+    groups: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mean", "exp_ratio"):
+            raise ValueError(f"Units.kind must be 'mean' or 'exp_ratio', not {self.kind!r}")
+        self.values = np.asarray(self.values, dtype=float)
+        if self.kind == "exp_ratio":
+            if self.weights is None:
+                raise ValueError("Units of kind 'exp_ratio' need weights (the denominators)")
+            self.weights = np.asarray(self.weights, dtype=float)
+            if self.weights.shape != self.values.shape:
+                raise ValueError(f"Units weights {self.weights.shape} differ from values {self.values.shape}")
+        if self.ids is not None and len(self.ids) != len(self.values):
+            raise ValueError(f"Units: {len(self.ids)} ids for {len(self.values)} values")
+        if self.groups is not None and len(self.groups) != len(self.values):
+            raise ValueError(f"Units: {len(self.groups)} groups for {len(self.values)} values")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def resample(self, rng: np.random.Generator) -> np.ndarray:
+        """One bootstrap resample of unit positions (stratified by group when there are groups)."""
+        n = len(self.values)
+        if self.groups is None:
+            return rng.integers(0, n, size=n)
+        labels = np.asarray(self.groups)
+        parts = [np.flatnonzero(labels == g) for g in dict.fromkeys(self.groups)]
+        return np.concatenate([p[rng.integers(0, len(p), size=len(p))] for p in parts])
+
+    def statistic(self, idx: np.ndarray | None = None) -> float:
+        """The metric over all units, or over the units ``idx`` (a bootstrap resample)."""
+        if self.groups is not None:
+            pos = np.arange(len(self.values)) if idx is None else np.asarray(idx)
+            labels = np.asarray(self.groups)[pos]
+            flat = Units(self.kind, self.values, self.weights)
+            return float(np.mean([flat.statistic(pos[labels == g]) for g in dict.fromkeys(labels.tolist())]))
+        v = self.values if idx is None else self.values[idx]
+        if self.kind == "mean":
+            return float(np.mean(v)) if len(v) else float("nan")
+        w = self.weights if idx is None else self.weights[idx]  # type: ignore[index]
+        total = float(np.sum(w))
+        return float(np.exp(np.sum(v) / total)) if total > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "values": self.values.tolist()}
+        if self.weights is not None:
+            out["weights"] = self.weights.tolist()
+        if self.ids is not None:
+            out["ids"] = list(self.ids)
+        if self.groups is not None:
+            out["groups"] = list(self.groups)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Units:
+        return cls(kind=d["kind"], values=np.asarray(d["values"], dtype=float),
+                   weights=None if d.get("weights") is None else np.asarray(d["weights"], dtype=float),
+                   ids=d.get("ids"), groups=d.get("groups"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dynacure.learners.base import Learner
-from dynacure.stats import Estimate
+from dynacure.stats import Estimate, Units
 
 
 @dataclass
@@ -16,10 +16,15 @@ class SuiteResult:
     metrics: dict[str, Estimate] = field(default_factory=dict)
     skipped: str | None = None  # why the suite did not run (learner or data)
     details: dict[str, Any] = field(default_factory=dict)
+    # per-unit values behind a metric (same key as in ``metrics``), for paired comparisons between cells
+    units: dict[str, Units] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"suite": self.suite, "skipped": self.skipped,
-                "metrics": {k: v.to_dict() for k, v in self.metrics.items()}, "details": self.details}
+        out = {"suite": self.suite, "skipped": self.skipped,
+               "metrics": {k: v.to_dict() for k, v in self.metrics.items()}, "details": self.details}
+        if self.units:
+            out["units"] = {k: u.to_dict() for k, u in self.units.items()}
+        return out
 
 
 class Suite(ABC):
