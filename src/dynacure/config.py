@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import TypeVar
@@ -9,6 +10,16 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+HOME_ENV = "DYNACURE_HOME"
+
+
+def dynacure_home() -> Path:
+    """Where dynacure caches what it builds (scorers, the pre-trained base): ``$DYNACURE_HOME``, else
+    ``~/.cache/dynacure``."""
+    home = os.environ.get(HOME_ENV)
+    return Path(home) if home else Path.home() / ".cache" / "dynacure"
 
 
 class ConfigError(ValueError):

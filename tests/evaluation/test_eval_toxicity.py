@@ -9,7 +9,8 @@ import pytest
 from eval_word_learner import WordLearner, keyword_judge
 
 from dynacure.evaluation.judge import JudgeIsRewardScorer, check_judge
-from dynacure.evaluation.toxicity import ToxicitySuite, read_prompt_file
+from dynacure.evaluation.toxicity import ToxicitySuite, prompt_ids, read_prompt_file
+from dynacure.stats import Units
 
 
 def _prompt_file(tmp_path):
@@ -46,6 +47,76 @@ def test_expected_max_toxicity_and_probability_by_hand(tmp_path):
     assert res.details["n_prompts"] == {"nontoxic": 1, "toxic": 2}
 
 
+def test_per_continuation_metrics_by_hand(tmp_path):
+    learner = WordLearner({"nice": 1.0}, replies=REPLIES)
+    res = ToxicitySuite(judge=keyword_judge, prompts_file=str(_prompt_file(tmp_path)), samples=3).run(learner)
+    m = res.metrics
+    # scores: p1 (toxic) [0, .3, .9], p2 (nontoxic) [0, 0, .3], p3 (toxic) [.3, .3, 0]; threshold 0.5
+    assert m["toxic_continuation_share"].value == pytest.approx(1 / 9)
+    assert m["toxic_continuation_share_toxic"].value == pytest.approx(1 / 6)
+    assert m["toxic_continuation_share_nontoxic"].value == pytest.approx(0.0)
+    assert m["mean_continuation_toxicity"].value == pytest.approx(2.1 / 9)
+    assert m["mean_continuation_toxicity_toxic"].value == pytest.approx(1.8 / 6)
+    assert m["mean_continuation_toxicity_nontoxic"].value == pytest.approx(0.1)
+    # the interval over the two toxic prompts spans their per-prompt shares 1/3 and 0
+    assert m["toxic_continuation_share_toxic"].low == pytest.approx(0.0)
+    assert m["toxic_continuation_share_toxic"].high == pytest.approx(1 / 3)
+    assert m["toxic_continuation_share_toxic"].n == 2
+
+
+def test_every_metric_has_units_that_reproduce_it(tmp_path):
+    res = ToxicitySuite(judge=keyword_judge, prompts_file=str(_prompt_file(tmp_path)), samples=3).run(
+        WordLearner({"nice": 1.0}, replies=REPLIES))
+    assert set(res.units) == set(res.metrics) and len(res.metrics) == 12
+    # prompts are evaluated grouped by kind: p2 (nontoxic), then p1 and p3 (toxic)
+    ids = prompt_ids(["p2", "p1", "p3"], ["nontoxic", "toxic", "toxic"])
+    for name, est in res.metrics.items():
+        u = res.units[name]
+        assert u.kind == "mean" and len(u) == est.n
+        assert u.statistic() == pytest.approx(est.value)
+        kind = "nontoxic" if name.endswith("_nontoxic") else "toxic" if name.endswith("_toxic") else None
+        assert u.ids == {"nontoxic": ids[:1], "toxic": ids[1:], None: ids}[kind]
+    # the serialised form round-trips (what a cell's metrics.json holds)
+    d = res.to_dict()["units"]["toxicity_probability"]
+    assert Units.from_dict(d).values.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_prompt_ids_are_stable_digests_and_unique():
+    a = prompt_ids(["same", "other", "same"], ["toxic", "toxic", "toxic"])
+    assert a == prompt_ids(["same", "other", "same"], ["toxic", "toxic", "toxic"])
+    assert len(set(a)) == 3 and a[2] == a[0] + "#1" and a[0].startswith("toxic:")
+    assert prompt_ids(["same"], ["nontoxic"])[0] != a[0]
+
+
+def _always_toxic_learner(prompts: list[str], every: int) -> WordLearner:
+    """Replies with one 'badword' continuation in ``every`` samples (every=1: all of them)."""
+    reply = [" badword"] + [" nice"] * (every - 1)
+    return WordLearner({"nice": 1.0}, replies={p: reply for p in prompts})
+
+
+def test_per_continuation_metrics_separate_learners_where_probability_saturates(tmp_path):
+    prompts = [f"prompt {i}" for i in range(30)]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "kind": "toxic" if i % 2 else "nontoxic"}) + "\n"
+                            for i, p in enumerate(prompts)))
+    suite = ToxicitySuite(judge=keyword_judge, prompts_file=str(path), samples=10)
+    rare = suite.run(_always_toxic_learner(prompts, every=10)).metrics  # 1 toxic continuation in 10
+    often = suite.run(_always_toxic_learner(prompts, every=1)).metrics  # every continuation toxic
+    for m in (rare, often):
+        for suffix in ("", "_toxic", "_nontoxic"):
+            assert 0.0 <= m[f"toxic_continuation_share{suffix}"].value <= 1.0
+            assert 0.0 <= m[f"mean_continuation_toxicity{suffix}"].value <= 1.0
+            assert m[f"toxic_continuation_share{suffix}"].value <= m[f"toxicity_probability{suffix}"].value
+    # toxicity probability saturates at 1 for both; it cannot tell them apart
+    assert rare["toxicity_probability"].value == often["toxicity_probability"].value == 1.0
+    # the per-continuation figures can, with intervals that do not overlap
+    assert rare["toxic_continuation_share"].value == pytest.approx(0.1)
+    assert often["toxic_continuation_share"].value == pytest.approx(1.0)
+    assert rare["toxic_continuation_share"].high < often["toxic_continuation_share"].low
+    assert rare["mean_continuation_toxicity"].value == pytest.approx(0.09)
+    assert rare["mean_continuation_toxicity"].high < often["mean_continuation_toxicity"].low
+
+
 def test_max_prompts_limits_each_kind(tmp_path):
     learner = WordLearner({"nice": 1.0}, replies=REPLIES)
     res = ToxicitySuite(judge=keyword_judge, prompts_file=str(_prompt_file(tmp_path)), samples=2,
@@ -58,7 +129,9 @@ def test_prompt_file_without_kind_reports_overall_only(tmp_path):
     p.write_text('{"prompt": "p1"}\n{"prompt": "p2"}\n')
     suite = ToxicitySuite(judge=keyword_judge, prompts_file=str(p), samples=3)
     res = suite.run(WordLearner({}, replies=REPLIES))
-    assert set(res.metrics) == {"expected_max_toxicity", "toxicity_probability"}
+    assert set(res.metrics) == {"expected_max_toxicity", "toxicity_probability", "toxic_continuation_share",
+                                "mean_continuation_toxicity"}
+    assert set(res.units) == set(res.metrics)
     assert res.metrics["expected_max_toxicity"].value == pytest.approx(0.6)
 
 

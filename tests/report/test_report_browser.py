@@ -2,7 +2,8 @@
 
 A small but real experiment (generated corpus, B0 random, B1 heuristic and a PPO policy, nano learners,
 toxicity + perplexity) is run once per session; its report must load every figure, carry numbers (with
-intervals) in the results table, and say under each figure what it shows and which way is better.
+intervals) in the results tables, and say under each figure what it shows and which way is better; at
+1400 px it must not scroll sideways, and its first section must name the strategies on the Pareto front.
 The browser tests skip with a reason where /usr/bin/chromium or the playwright package is missing
 (CI installs chromium with apt); the HTML checks that need no browser always run.
 """
@@ -111,13 +112,17 @@ def test_every_figure_loads(page) -> None:
 
 
 def test_results_table_holds_numbers(page) -> None:
-    rows = page.eval_on_selector_all(
-        "table#results tbody tr",
-        "trs => trs.map(tr => Array.from(tr.cells).map(td => ({text: td.innerText.trim(), "
-        "label: td.classList.contains('text')})))")
-    assert len(rows) == 3  # one per strategy at the one budget
+    headline = page.eval_on_selector_all("table#results tbody tr", "trs => trs.length")
+    assert headline == 3  # one per strategy at the one budget
     header = page.eval_on_selector_all("table#results thead th", "ths => ths.map(t => t.innerText)")
     assert any("toxicity_probability" in h for h in header) and any("ppl" in h for h in header)
+    # the headline table, then one table per suite: every cell a number or an interval
+    rows = page.eval_on_selector_all(
+        "table.results tbody tr",
+        "trs => trs.map(tr => Array.from(tr.cells).map(td => ({text: td.innerText.trim(), "
+        "label: td.classList.contains('text')})))")
+    suite_tables = page.eval_on_selector_all("table.results", "ts => ts.map(t => t.id)")
+    assert "results-toxicity-1" in suite_tables and "results-perplexity-1" in suite_tables
     strategies = set()
     intervals = 0
     for row in rows:
@@ -146,6 +151,51 @@ def test_captions_say_what_and_which_way(page) -> None:
         assert len(c["cap"]) > 120, f"{c['id']}: caption too short to explain the figure: {c['cap']!r}"
         assert re.search(r"(lower|higher|lower-left|fewer|more)[^.]*better|better[^.]*(lower|higher)",
                          c["cap"], re.I), f"{c['id']}: caption does not say which way is better"
+
+
+def test_no_horizontal_scroll_at_1400_px(browser, report_html: Path) -> None:
+    pg = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        pg.goto(report_html.resolve().as_uri())
+        pg.wait_for_load_state("load")
+        pg.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        assert pg.eval_on_selector_all("details[open]", "ds => ds.length") >= 1  # the paired tables by suite
+        widths = pg.evaluate("() => ({scroll: document.documentElement.scrollWidth, "
+                             "client: document.documentElement.clientWidth})")
+        assert widths["scroll"] <= widths["client"], f"the page scrolls sideways at 1400 px: {widths}"
+        # and no table is cut off or squeezed out of the page's text column
+        over = pg.eval_on_selector_all(
+            "table", "ts => ts.filter(t => t.getBoundingClientRect().right > document.documentElement"
+                     ".clientWidth || t.scrollWidth > t.clientWidth + 1).map(t => t.id || t.className)")
+        assert over == []
+    finally:
+        pg.close()
+
+
+def test_first_section_names_the_pareto_strategies(page, report_html: Path) -> None:
+    from dynacure.report.data import (
+        SAFETY_METRICS,
+        UTILITY_METRICS,
+        aggregate,
+        load_run,
+        pareto_mask,
+        pick_metric,
+    )
+
+    data = load_run(report_html.parent)
+    s_key, u_key = pick_metric(data.results, SAFETY_METRICS), pick_metric(data.results, UTILITY_METRICS)
+    a = aggregate(data.results, *s_key, by=("strategy",)).set_index("strategy")
+    b = aggregate(data.results, *u_key, by=("strategy",)).set_index("strategy")
+    strategies = sorted(a.index)
+    front = pareto_mask(a.loc[strategies, "value"].to_numpy(), b.loc[strategies, "value"].to_numpy())
+    on = {s for s, f in zip(strategies, front, strict=True) if f}
+    assert on
+    first = page.eval_on_selector("section", "s => ({id: s.id, h: s.querySelector('h2').innerText, "
+                                             "pareto: s.querySelector('p.pareto').innerText})")
+    assert first["id"] == "who-wins" and first["h"] == "Who wins"
+    named = set(re.findall(r"(\w+) \(", first["pareto"].split(":", 1)[1]))
+    assert named == on, f"Pareto sentence {first['pareto']!r} names {named}, the data says {on}"
+    assert page.errors == []
 
 
 def test_screenshot(page, tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+# A group needs this many member documents for a removal rate worth an interval.
+MIN_GROUP_DOCS = 5
+
 
 @dataclass(frozen=True)
 class GroupDisparity:
@@ -29,7 +32,7 @@ def removal_disparity(
     membership: dict[str, np.ndarray],
     n_boot: int = 1000,
     seed: int = 0,
-    min_docs: int = 5,
+    min_docs: int = MIN_GROUP_DOCS,
 ) -> pd.DataFrame:
     """One row per group with at least ``min_docs`` members, sorted worst (highest ratio) first."""
     removed = np.asarray(removed, dtype=bool)

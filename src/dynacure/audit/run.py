@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dynacure.audit.disparity import removal_disparity
+from dynacure.audit.disparity import MIN_GROUP_DOCS, removal_disparity
 from dynacure.audit.groups import group_membership
+from dynacure.runinfo import RUN_FILE, find_run_info
 
 
 def find_manifests(paths: list[Path]) -> dict[str, Path]:
@@ -35,9 +36,12 @@ def find_manifests(paths: list[Path]) -> dict[str, Path]:
 def corpus_of(manifest: Path) -> Path | None:
     """The input corpus of a manifest: the one `curate` recorded in run.json next to it, or, for a cell of
     an experiment (``RUNS/cells/<cell>/manifest.parquet``), the experiment's corpus ``RUNS/corpus``."""
-    info = manifest.parent / "run.json"
-    if info.exists():
-        cfg = json.loads(info.read_text()).get("config", {})
+    # curate's record may be run.curate.json when another command's run.json was there first
+    record = find_run_info(manifest.parent, "curate")
+    if record is None and (manifest.parent / RUN_FILE).exists():
+        record = json.loads((manifest.parent / RUN_FILE).read_text())
+    if record is not None:
+        cfg = record.get("config", {})
         for key in ("corpus", "corpus_path", "input"):
             if isinstance(cfg.get(key), str) and cfg[key]:
                 return Path(cfg[key])
@@ -58,14 +62,33 @@ def audit_manifest(
         )
     docs = texts.loc[m["id"]].tolist()
     removed = m["decision"].to_numpy() != "keep"
-    table = removal_disparity(removed, group_membership(docs), n_boot=n_boot, seed=seed)
+    membership = group_membership(docs)
+    table = removal_disparity(removed, membership, n_boot=n_boot, seed=seed)
     worst = table[table["ratio_low"] > 1.0]["group"].tolist() if len(table) else []
     return {
         "n_docs": int(len(m)),
         "overall_removal_rate": float(removed.mean()),
         "groups": table.to_dict(orient="records"),
         "over_removed": worst,
+        # documents mentioning each group, also below MIN_GROUP_DOCS: why a group has no row
+        "group_mentions": {g: int(mask.sum()) for g, mask in membership.items()},
     }
+
+
+def no_groups_message(results: dict[str, dict[str, Any]]) -> str | None:
+    """Why no manifest has a disparity row (no group mentioned by ``MIN_GROUP_DOCS`` documents), or None
+    when at least one has."""
+    if any(res["groups"] for res in results.values()):
+        return None
+    mentions: dict[str, int] = {}
+    for res in results.values():
+        for g, n in res.get("group_mentions", {}).items():
+            mentions[g] = max(mentions.get(g, 0), n)
+    n_docs = max((res["n_docs"] for res in results.values()), default=0)
+    seen = sorted(((n, g) for g, n in mentions.items() if n), reverse=True)
+    most = ", ".join(f"{g} {n}" for n, g in seen[:5]) if seen else "none at all"
+    return (f"no identity group or dialect is mentioned by at least {MIN_GROUP_DOCS} of the {n_docs:,} "
+            f"documents (most mentioned: {most}), so there is no removal disparity to measure")
 
 
 def summarize(results: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 
 def _fmt(x: object) -> str:
@@ -55,6 +56,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Reward switch mid-run: re-adaptation steps of learned policies vs a static filter, plus policy
         transfer from a nano to a larger learner. Writes OUT/adapt.json and OUT/adaptivity.png."""
+        check_out_path(out, "dir")
         import torch
 
         from dynacure.config import validate_config

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 console = make_console()
 
@@ -32,7 +33,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """What share of documents mentioning each identity group (or in AAE style) each strategy removes,
         against the corpus-wide removal rate: disparity ratios with 95% bootstrap intervals."""
-        from dynacure.audit.run import audit_manifest, corpus_of, find_manifests, ratios_matrix
+        check_out_path(out, "file")
+        from dynacure.audit.run import (
+            audit_manifest,
+            corpus_of,
+            find_manifests,
+            no_groups_message,
+            ratios_matrix,
+        )
         from dynacure.io.atomic import write_json_atomic
         from dynacure.io.readers import read_documents
 
@@ -48,6 +56,13 @@ def register(app: typer.Typer) -> None:
             manifest = pd.read_parquet(mpath)
             results[label] = audit_manifest(manifest, texts_cache[src], n_boot=n_boot, seed=seed)
         write_json_atomic(out, {"manifests": {k: str(v) for k, v in manifests.items()}, "results": results})
+        empty = no_groups_message(results)
+        if empty is not None:  # a table of no groups would be a one-column strip
+            console.print(f"{empty}; overall removal rate: "
+                          + ", ".join(f"{k} {r['overall_removal_rate']:.1%}" for k, r in results.items()),
+                          soft_wrap=True)
+            console.print(f"audit written to {out}")
+            return
         mat = ratios_matrix(results)
         table = Table(
             title="Removal disparity (group removal rate / overall removal rate; >1 = over-removed)"

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 console = make_console()
 
@@ -67,6 +68,37 @@ def build_options(names: list[str], *, max_prompts: int | None, samples: int | N
     return {k: v for k, v in opts.items() if v}
 
 
+# What a saved learner folder holds (``dynacure train`` / ``TinyGPT.save`` / ``HFLearner.save``, or a plain
+# Hugging Face model folder): evaluate's results must not land on one of them.
+_MODEL_FILES = ("learner.json", "config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json",
+                "train_log.json", "generation_config.json", "tokenizer_config.json")
+
+
+def check_model_dir(model_dir: Path) -> None:
+    """Refuse, before any work, a MODEL that is not a saved learner folder."""
+    if not model_dir.exists():
+        raise FileNotFoundError(f"{model_dir}: no such model folder (train one with `dynacure train`)")
+    if not model_dir.is_dir():
+        raise ValueError(f"{model_dir}: not a model folder but a file (MODEL is the folder "
+                         "`dynacure train --out` wrote)")
+    if not ((model_dir / "learner.json").is_file() or (model_dir / "config.json").is_file()):
+        raise ValueError(f"{model_dir}: not a model folder (no learner.json, nor a Hugging Face config.json; "
+                         "MODEL is the folder `dynacure train --out` wrote)")
+
+
+def check_results_path(out: Path, model_dir: Path) -> None:
+    """The results file must not replace a run record or one of the model's own files."""
+    from dynacure.runinfo import is_run_record_name
+
+    check_out_path(out, "file")
+    if is_run_record_name(out.name):
+        raise ValueError(f"{out}: --out must not be named like a run record (run.json, run.<command>.json); "
+                         "e.g. use eval.json")
+    if out.name in _MODEL_FILES and out.parent.resolve() == model_dir.resolve():
+        raise ValueError(f"{out}: --out would overwrite the model's own {out.name}; e.g. use "
+                         f"{out.parent / 'eval.json'}")
+
+
 def _fmt(est: dict[str, Any]) -> str:
     return f"{est['value']:.4g} [{est['low']:.4g}, {est['high']:.4g}] (n={est['n']})"
 
@@ -77,8 +109,7 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         model_dir: Path = typer.Argument(..., help="a saved learner folder (TinyGPT or Hugging Face)"),
         suite: str = typer.Option("toxicity,perplexity", "--suite", "-s",
-                                  help="comma-separated: toxicity, perplexity, preference, truthfulqa, bbq, "
-                                       "winogender, refusal"),
+                                  help="comma-separated suites, of: @@suites@@"),
         out: Path = typer.Option(Path("results.json"), "--out", "-o", help="results file (JSON)"),
         max_prompts: int = typer.Option(None, "--max-prompts", help="toxicity/refusal: prompts per kind"),
         samples: int = typer.Option(None, "--samples",
@@ -98,22 +129,27 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a saved learner: toxicity of its continuations (RealToxicityPrompts protocol), held-out
         perplexity, HH-RLHF preference accuracy, TruthfulQA, BBQ/Winogender bias and refusal; each figure
-        with a bootstrap 95% interval. Writes the results JSON and run.json beside it."""
+        with a bootstrap 95% interval. Writes the results JSON and its run record beside it (run.json, or
+        run.evaluate.json in a folder whose run.json is another command's, such as the model's own)."""
         from dynacure.evaluation.judge import default_judge
         from dynacure.evaluation.suites import parse_suite_names, run_suites
         from dynacure.io.atomic import write_json_atomic
         from dynacure.learners import load_learner
         from dynacure.runinfo import seed_everything, write_run_info
 
+        # The arguments' own syntax first, then MODEL before anything that looks for models or data: a path
+        # that is not a model must not be answered with "no trained judge found".
         names = parse_suite_names(suite)
         options = build_options(names, max_prompts=max_prompts, samples=samples, max_tokens=max_tokens,
                                 max_items=max_items, data_dir=data_dir, prompts=prompts,
                                 force_refusal=force_refusal, extra=option)
+        check_model_dir(model_dir)
+        check_results_path(out, model_dir)
         seed_everything(seed)
+        learner = load_learner(model_dir, device=device)  # the model first: its errors name MODEL
         judge = default_judge(judge_dir) if "toxicity" in names else None
-        learner = load_learner(model_dir, device=device)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
+                      TimeElapsedColumn(), console=make_console(stderr=True), transient=False) as bar:
             tasks = {n: bar.add_task(n, total=None) for n in names}
 
             def progress(name: str, done: int, total: int) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 
 class RichEvents:
@@ -71,8 +72,23 @@ class RichEvents:
         )
 
 
+class StageProgress(Progress):
+    """A Progress whose open tasks are completed when the block ends without an error: a stage spinner
+    ("collecting results 0/?") must not stay on screen as if the run were still at it."""
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:  # noqa: ANN001 - the context-manager protocol
+        if exc_type is None:
+            for task in self.tasks:
+                if not task.finished:
+                    total = task.total if task.total is not None else max(task.completed, 1)
+                    self.update(task.id, total=total, completed=total)
+        super().__exit__(exc_type, exc_val, exc_tb)
+
+
 def progress_bar(console: Console) -> Progress:
-    return Progress(
+    """The experiment's (and the demo's) display: stage, cells, work inside a cell; on ``console``
+    (stderr), finished tasks shown as done when the block ends."""
+    return StageProgress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
@@ -83,8 +99,18 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def summary_table(results) -> Table:  # noqa: ANN001 - a pandas DataFrame
-    """Headline metrics per strategy x budget (mean over seeds) for the terminal."""
+def summary_table(results, paired=None) -> Table:  # noqa: ANN001 - pandas DataFrames
+    """Headline metrics per strategy x budget (mean over seeds), and under them the paired differences on
+    those metrics against random and the best static baseline, for the terminal.
+
+    ``paired`` defaults to RUNS/paired.parquet of the folder the results came from
+    (``results.attrs["runs"]``, set by collect_results / read_results); without it only the first table.
+    """
+    import math
+
+    from rich.text import Text
+
+    from dynacure.experiments.paired import read_paired
     from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, aggregate, pick_metric
 
     t = Table(title="results (mean over seeds, 95% interval)")
@@ -96,7 +122,7 @@ def summary_table(results) -> Table:  # noqa: ANN001 - a pandas DataFrame
     aggs = [aggregate(results, *k, by=("strategy", "budget")).set_index(["strategy", "budget"]) for k in keys]
     groups = results[["strategy", "budget"]].drop_duplicates().sort_values(["budget", "strategy"])
     for _, g in groups.iterrows():
-        row = [str(g["strategy"]), f"{g['budget']:g}"]
+        row = [Text(str(g["strategy"])), f"{g['budget']:g}"]  # Text: a label is not Rich markup
         for a in aggs:
             idx = (g["strategy"], g["budget"])
             if idx in a.index:
@@ -105,7 +131,56 @@ def summary_table(results) -> Table:  # noqa: ANN001 - a pandas DataFrame
             else:
                 row.append("n/a")
         t.add_row(*row)
-    return t
+    if paired is None and results.attrs.get("runs"):
+        paired = read_paired(results.attrs["runs"])
+    if paired is None or not len(paired):
+        return t
+    p = Table(title="paired differences vs random and the best static baseline: strategy - baseline, 95% "
+                    "paired bootstrap interval, seeds paired (* excludes 0; green better, red worse)")
+    p.add_column("budget", justify="right")
+    multi_w = paired["weights"].nunique() > 1
+    if multi_w:
+        p.add_column("weights")
+    p.add_column("strategy")
+    p.add_column("against")
+    shown = [k for k in keys if ((paired["suite"] == k[0]) & (paired["metric"] == k[1])).any()]
+    for k in shown:
+        p.add_column(k[1], justify="right")
+    p.add_column("seeds", justify="right")
+    p.add_column("other metrics: better / worse (*)", justify="right")
+    index = ["budget", "weights", "strategy", "baseline_role", "baseline"]
+
+    def flag(x) -> bool | None:  # noqa: ANN001 - a nullable boolean of the paired table
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else bool(x)
+
+    order = paired.assign(_r=(paired["baseline_role"] != "random").astype(int)).sort_values(
+        ["budget", "weights", "strategy", "_r"])
+    for key, g in order.groupby(index, sort=False):
+        budget, weights, strategy, role, baseline = key
+        row: list = [f"{budget:g}", *([Text(str(weights))] if multi_w else []), Text(str(strategy)),
+                     Text(f"{baseline}" + (" (best static)" if role == "best_static" else ""))]
+        for k in shown:
+            m = g[(g["suite"] == k[0]) & (g["metric"] == k[1])]
+            if not len(m):
+                row.append("n/a")
+                continue
+            r = m.iloc[0]
+            cell = f"{r['diff']:+.3g} [{r['low']:+.3g}, {r['high']:+.3g}]"
+            if bool(r["significant"]):
+                better = flag(r["better"])
+                style = "bold" if better is None else ("green" if better else "red")
+                row.append(Text(cell + " *", style=style))
+            else:
+                row.append(cell)
+        row.append(str(int(g["n_seeds"].max())))
+        rest = g[~g.set_index(["suite", "metric"]).index.isin(shown) & g["significant"].astype(bool)]
+        flags = [flag(b) for b in rest["better"]]
+        row.append(f"{flags.count(True)} / {flags.count(False)}")
+        p.add_row(*row)
+    grid = Table.grid(padding=(1, 0))  # a Table of two tables, so callers keep printing one renderable
+    grid.add_row(t)
+    grid.add_row(p)
+    return grid
 
 
 def composition_table(out: Path) -> Table:
@@ -132,7 +207,7 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Argument(None, help="Experiment config (TOML). Or use --preset."),
         out: Path = typer.Option(Path("runs"), "--out", "-o", help="RUNS folder (resumed when it exists)."),
         preset: str | None = typer.Option(
-            None, "--preset", "-p", help="A shipped preset: ci, standard, gpu."
+            None, "--preset", "-p", help="A shipped preset, one of: @@presets@@."
         ),
         workers: int | None = typer.Option(None, "--workers", "-j", help="Parallel cells (default: config)."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write RUNS/report.html at the end."),
@@ -141,10 +216,12 @@ def register(app: typer.Typer) -> None:
         from dynacure.experiments.config import load_experiment_config, load_preset, preset_names
         from dynacure.experiments.runner import run_experiment
 
-        if (config is None) == (preset is None):
-            raise ValueError(
-                f"give a CONFIG file or --preset (one of: {', '.join(preset_names())}), not both"
-            )
+        if config is None and preset is None:
+            raise ValueError(f"no experiment given: pass a CONFIG file (TOML) or --preset NAME (one of: "
+                             f"{', '.join(preset_names())})")
+        if config is not None and preset is not None:
+            raise ValueError(f"both a CONFIG file ({config}) and --preset {preset} given: pass one of them")
+        check_out_path(out, "dir")
         cfg = load_preset(preset) if preset is not None else load_experiment_config(config)
         if workers is not None and workers < 1:
             raise ValueError("--workers must be >= 1")

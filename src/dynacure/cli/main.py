@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
+import rich
 import typer
 
 from dynacure import __version__
+from dynacure.cli.help import use_dynacure_help
 
 # Nothing in dynacure may reach a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,6 +37,9 @@ def main(
 ) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Rich output that names no console (the learners' training progress bar) goes to stderr like every
+    # other progress display: stdout carries only results.
+    rich.reconfigure(stderr=True)
 
 
 def _register() -> None:
@@ -42,10 +47,12 @@ def _register() -> None:
         adapt,
         audit,
         curate,
+        data,
         demo,
         evaluate,
         experiment,
         pool,
+        pretrain,
         report,
         score,
         train,
@@ -53,8 +60,11 @@ def _register() -> None:
     )
 
     app.add_typer(pool.app, name="pool", help="Build a raw pool from local copies of public datasets.")
-    for mod in (demo, score, train_scorer, curate, train, evaluate, experiment, report, audit, adapt):
+    app.add_typer(data.app, name="data", help="Check the local copies of the public datasets.")
+    for mod in (demo, pretrain, score, train_scorer, curate, train, evaluate, experiment, report, audit,
+                adapt):
         mod.register(app)
 
 
 _register()
+use_dynacure_help(app)  # after _register: every command's help lists registry values

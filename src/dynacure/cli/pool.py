@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 app = typer.Typer(no_args_is_help=True)
 console = make_console()
@@ -32,6 +33,7 @@ def build(
     Gold toxicity labels are kept in each document's meta for analysis only. Test and evaluation splits,
     and the reward/judge parts of the labeled sets, never enter the pool.
     """
+    check_out_path(out, "dir")
     from dynacure.io.pool import POOL_SOURCES, build_pool, composition_table
     from dynacure.io.public_data import default_data_dir
     from dynacure.runinfo import write_run_info
@@ -40,7 +42,7 @@ def build(
     chosen = list(source) if source else None
     names = chosen or list(POOL_SOURCES)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+                  console=make_console(stderr=True), transient=True) as progress:
         task = progress.add_task("reading sources", total=len(names))
 
         def done(name: str, n: int) -> None:

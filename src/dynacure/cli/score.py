@@ -19,6 +19,7 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 console = make_console()
 
@@ -91,8 +92,8 @@ def register(app: typer.Typer) -> None:
     @cli_errors
     def score(
         corpus: Path = typer.Argument(..., help="corpus: a file or a folder (JSONL(.gz), Parquet, text, HF)"),
-        signals: str = typer.Option(..., "--signals", "-s", help="comma-separated signal names, e.g. "
-                                    "profanity,quality,pii"),
+        signals: str = typer.Option(..., "--signals", "-s", help="comma-separated signal names, of: "
+                                    "@@signals@@ (e.g. profanity,quality,pii)"),
         out: Path = typer.Option(..., "--out", "-o",
                                  help="attributes folder (ATTRS/<signal>/<shard>.parquet)"),
         engine: Engine = typer.Option(Engine.local, "--engine", help="local process pool or Ray Data"),
@@ -106,8 +107,13 @@ def register(app: typer.Typer) -> None:
                                              "parses)"),
         seed: int = typer.Option(0, help="seed (recorded; used by a model trained on the fly)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+        text_field: str = typer.Option("text", "--text-field",
+                                       help="the record field (JSONL) or column (Parquet) holding the text"),
     ) -> None:
         """Score every document of CORPUS with each signal into attribute tables (resumable per shard)."""
+        from dynacure.io.readers import text_field_default
+
+        check_out_path(out, "dir")
         kwargs = parse_signal_args(signal_arg)
         if engine is Engine.ray:
             try:
@@ -117,7 +123,8 @@ def register(app: typer.Typer) -> None:
             from dynacure.engines.ray import score_corpus
         else:
             from dynacure.engines.local import score_corpus
-        summary = score_corpus(corpus, signals, out, shard_size=shard_size, workers=workers,
-                               signal_kwargs=kwargs, progress=progress, seed=seed)
+        with text_field_default(text_field):
+            summary = score_corpus(corpus, signals, out, shard_size=shard_size, workers=workers,
+                                   signal_kwargs=kwargs, progress=progress, seed=seed)
         if print_summary(summary, out):
             raise typer.Exit(1)

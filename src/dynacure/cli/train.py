@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
         ),
         device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (stderr)."),
     ) -> None:
         """Train a learner on a curated corpus."""
         import numpy as np
@@ -83,6 +84,7 @@ def register(app: typer.Typer) -> None:
         from dynacure.learners.training import train
         from dynacure.runinfo import seed_everything, write_run_info
 
+        check_out_path(out, "dir")
         if not curated.exists():
             raise FileNotFoundError(f"{curated}: curated corpus not found")
         seed_everything(seed)

@@ -15,7 +15,9 @@ from typing import Any
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import check_out_path
 
 log = logging.getLogger(__name__)
 CHOICES = ("ngram", "minilm", "judge", "alignment")
@@ -41,7 +43,8 @@ def train_scorers(data_dir: Path, out: Path, which: list[str], seed: int,
         raise FileNotFoundError(f"{data_dir}: data directory not found (pass --data-dir ../shared/data)")
     seed_everything(seed)
     summary: dict[str, Any] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=make_console(stderr=True)) as progress:
         for name in which:
             task = progress.add_task(f"training {name}", total=None)
             t0 = time.time()
@@ -80,15 +83,16 @@ def register(app: typer.Typer) -> None:
         no_eval: bool = typer.Option(False, "--no-eval", help="Skip the held-out evaluation."),
     ) -> None:
         """Train the learned scorers (reward toxicity, judge, alignment) with held-out metrics."""
-        import torch
-
         from dynacure.io.public_data import default_data_dir
         from dynacure.signals.models import model_dir
 
-        torch.set_num_threads(1)  # the machine is shared; MiniLM encoding is the only torch work here
         chosen = parse_which(which)
-        summary = train_scorers(data_dir or default_data_dir(), out or model_dir(), chosen, seed,
-                                evaluate=not no_eval)
+        target = out or model_dir()
+        check_out_path(target, "dir")
+        import torch
+
+        torch.set_num_threads(1)  # the machine is shared; MiniLM encoding is the only torch work here
+        summary = train_scorers(data_dir or default_data_dir(), target, chosen, seed, evaluate=not no_eval)
         for name, info in summary.items():
             typer.echo(f"{name}: {info['path']} ({info['seconds']}s)")
             for bench, res in (info.get("heldout") or {}).items():

@@ -6,23 +6,32 @@ those of the first window is predicted with context, as in the usual strided eva
 Token-level perplexity = exp(-sum logprob / sum tokens); per-word perplexity divides by the number of
 whitespace words instead, so learners with different tokenizers compare. Intervals: bootstrap over
 windows (the ratio recomputed on each resample).
+
+Windows never cross the boundary of a *block* of ``unit_words`` consecutive words. The blocks are the units
+behind ``<corpus>_word_ppl`` (``SuiteResult.units``, kind "exp_ratio": values = the block's summed NLL in
+nats, weights = its whitespace words, ids = ``<corpus>:w<first word>+<words>``). Blocks depend only on the
+text and the options, not on the learner's tokenizer (windows do), so two learners evaluated with the same
+options pair block by block even when their tokenizers differ. Token perplexity gets no Units: its
+denominator is the learner's own token count, which is not comparable across tokenizers.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from dynacure.config import StrictModel
 from dynacure.evaluation.base import Suite, SuiteResult
 from dynacure.evaluation.common import ProgressFn, batched_logprob, parse_options, ratio_ci
 from dynacure.io import public_data
 from dynacure.learners.base import Learner
+from dynacure.stats import Units
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,7 @@ class PerplexityOptions(StrictModel):
     window_tokens: int | None = None  # default: the learner's context length minus one (start token)
     batch_size: int = 32
     with_context: bool = True  # condition each window on the previous one
+    unit_words: int = Field(256, ge=1)  # words per block, the unit of the paired comparison (module doc)
 
 
 def corpus_words(name: str, data_dir: str | None) -> tuple[list[str], str]:
@@ -74,20 +84,26 @@ def token_counter(learner: Learner) -> Callable[[list[str]], list[int]]:
     return lambda words: [math.ceil(DEFAULT_TOKENS_PER_WORD)] * len(words)
 
 
+def pack_words(counts: Sequence[int], window_tokens: int) -> list[tuple[int, int]]:
+    """``(start, end)`` word ranges that greedily pack whole words (``counts[i]`` tokens each) into windows
+    of at most ``window_tokens`` tokens; a word longer than that is a window alone."""
+    ranges: list[tuple[int, int]] = []
+    start, used = 0, 0
+    for i, c in enumerate(counts):
+        if i > start and used + c > window_tokens:
+            ranges.append((start, i))
+            start, used = i, 0
+        used += c
+    if len(counts) > start:
+        ranges.append((start, len(counts)))
+    return ranges
+
+
 def make_windows(words: list[str], counts: list[int], window_tokens: int) -> list[str]:
     """Greedily pack whole words into windows of at most ``window_tokens`` tokens (a longer word alone)."""
-    windows: list[str] = []
-    cur: list[str] = []
-    used = 0
-    for w, c in zip(words, counts, strict=True):
-        if cur and used + c > window_tokens:
-            windows.append(" ".join(cur))
-            cur, used = [], 0
-        cur.append(w)
-        used += c
-    if cur:
-        windows.append(" ".join(cur))
-    return windows
+    if len(words) != len(counts):
+        raise ValueError(f"{len(words)} words but {len(counts)} token counts")
+    return [" ".join(words[a:b]) for a, b in pack_words(counts, window_tokens)]
 
 
 class PerplexitySuite(Suite):
@@ -107,17 +123,28 @@ class PerplexitySuite(Suite):
             raise ValueError(f"perplexity: window_tokens={window} does not fit the learner context {ctx}")
         count = token_counter(learner)
         metrics = {}
-        details: dict[str, Any] = {"window_tokens": window, "data_files": [], "corpora": {}}
+        units: dict[str, Units] = {}
+        details: dict[str, Any] = {"window_tokens": window, "unit_words": self.opts.unit_words,
+                                   "data_files": [], "corpora": {}}
         prepared = []
+        step = self.opts.unit_words
         for name in self.opts.corpora:
             words, path = corpus_words(name, self.opts.data_dir)
             if self.opts.max_tokens is not None:
                 words = words[: self.opts.max_tokens]
-            windows = make_windows(words, count(words), window)
-            prepared.append((name, path, windows))
-        total = sum(len(w) for _, _, w in prepared)
+            counts = count(words)
+            windows: list[str] = []
+            block_of: list[int] = []  # block index of each window
+            for b, start in enumerate(range(0, len(words), step)):
+                part = make_windows(words[start:start + step], counts[start:start + step], window)
+                windows.extend(part)
+                block_of.extend([b] * len(part))
+            starts = list(range(0, len(words), step))
+            ids = [f"{name}:w{s}+{min(step, len(words) - s)}" for s in starts]
+            prepared.append((name, path, windows, np.asarray(block_of, dtype=int), ids))
+        total = sum(len(p[2]) for p in prepared)
         done = 0
-        for name, path, windows in prepared:
+        for name, path, windows, block_of, ids in prepared:
             prefixes = ([""] + windows[:-1]) if self.opts.with_context else [""] * len(windows)
             conts = [(" " if p else "") + w for p, w in zip(prefixes, windows, strict=True)]
             lp, ntok = batched_logprob(learner, prefixes, conts, batch_size=self.opts.batch_size,
@@ -126,8 +153,12 @@ class PerplexitySuite(Suite):
             nwords = np.array([len(w.split()) for w in windows], dtype=float)
             metrics[f"{name}_token_ppl"] = ratio_ci(-lp, ntok, seed, transform=math.exp)
             metrics[f"{name}_word_ppl"] = ratio_ci(-lp, nwords, seed, transform=math.exp)
+            # per-block sums: the tokenizer-independent units of the paired comparison
+            block_nll = np.bincount(block_of, weights=-lp, minlength=len(ids))
+            block_words = np.bincount(block_of, weights=nwords, minlength=len(ids))
+            units[f"{name}_word_ppl"] = Units("exp_ratio", block_nll, block_words, ids=ids)
             details["data_files"].append(path)
-            details["corpora"][name] = {"windows": len(windows), "tokens": int(ntok.sum()),
-                                        "words": int(nwords.sum()),
+            details["corpora"][name] = {"windows": len(windows), "blocks": len(ids),
+                                        "tokens": int(ntok.sum()), "words": int(nwords.sum()),
                                         "nll_per_token": float(-lp.sum() / max(ntok.sum(), 1))}
-        return SuiteResult(self.name, metrics, None, details)
+        return SuiteResult(self.name, metrics, None, details, units)

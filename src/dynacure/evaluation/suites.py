@@ -10,6 +10,7 @@ from typing import Any
 from dynacure.evaluation.base import Suite
 from dynacure.evaluation.bias import BBQSuite, WinogenderSuite
 from dynacure.evaluation.common import ProgressFn
+from dynacure.evaluation.domain_perplexity import DomainPerplexitySuite
 from dynacure.evaluation.judge import Judge
 from dynacure.evaluation.perplexity import PerplexitySuite
 from dynacure.evaluation.preference import PreferenceSuite
@@ -26,6 +27,7 @@ FORMAT_VERSION = 1
 SUITES: dict[str, type[Suite]] = {
     "toxicity": ToxicitySuite,
     "perplexity": PerplexitySuite,
+    "domain_perplexity": DomainPerplexitySuite,
     "preference": PreferenceSuite,
     "truthfulqa": TruthfulQASuite,
     "bbq": BBQSuite,

@@ -28,6 +28,7 @@ DOCUMENTED_STRATEGIES = (
     "dsir",
     "color",
     "ica",
+    "source_filter",
     "ppo",
     "reinforce",
     "bandit",
@@ -35,7 +36,7 @@ DOCUMENTED_STRATEGIES = (
 
 
 # Strategies whose selection does not read the composite reward: the weight axis does not apply to them.
-REWARD_FREE = frozenset({"random", "heuristic", "classifier", "dsir", "color", "ica"})
+REWARD_FREE = frozenset({"random", "heuristic", "classifier", "dsir", "color", "ica", "source_filter"})
 
 
 def known_strategies() -> list[str]:
@@ -151,15 +152,41 @@ class LearnerConfig(StrictModel):
     """The model every cell trains on its curated data, at the same number of tokens."""
 
     preset: str = "nano"  # a TinyGPT preset name
+    # "scratch": every cell trains a fresh TinyGPT of `preset` on its data (tokenizer from the pool);
+    # "pretrained": every cell fine-tunes the base pre-trained by `dynacure pretrain` (preset `preset`,
+    # BaseConfig fields in `base_options`) and uses its tokenizer
+    base: Literal["scratch", "pretrained"] = "scratch"
+    base_options: dict[str, Any] = Field(default_factory=dict)
     hf_path: Path | None = None  # a local Hugging Face causal LM folder (overrides preset)
     max_tokens: int = Field(20_000, ge=100)  # training budget in learner tokens, equal for every cell
     device: str = "cpu"
     batch_size: int | None = Field(None, ge=1)  # default: the preset's
     lr: float | None = Field(None, gt=0.0)
+    # default: the preset's for a scratch learner, FINETUNE_WARMUP steps when fine-tuning the base
+    warmup_steps: int | None = Field(None, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)  # passed to the training function
     # false: a curation-only experiment (composition, audit and selection cost of every strategy); no
     # learner is trained and the evaluation suites are not run
     train: bool = True
+
+    @model_validator(mode="after")
+    def _base_options(self) -> LearnerConfig:
+        if self.base_options and self.base != "pretrained":
+            raise ValueError("learner.base_options is set but learner.base is not \"pretrained\"")
+        if self.base == "pretrained":
+            from dynacure.learners.pretrain import BaseConfig
+
+            if self.hf_path is not None:
+                raise ValueError("learner.base = \"pretrained\" is the TinyGPT base; it cannot be combined "
+                                 "with learner.hf_path (a Hugging Face model is already pre-trained)")
+            BaseConfig.model_validate({"preset": self.preset, **self.base_options})
+        return self
+
+    def base_config(self) -> Any:
+        """The BaseConfig of the pre-trained base this learner fine-tunes."""
+        from dynacure.learners.pretrain import BaseConfig
+
+        return BaseConfig.model_validate({"preset": self.preset, **self.base_options})
 
     @field_validator("device")
     @classmethod

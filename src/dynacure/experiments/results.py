@@ -1,5 +1,11 @@
 """The one results table of an experiment: a row per cell x metric (value, low, high, n) with the cell's
-config, seed, versions and efficiency columns, written as RUNS/results.parquet and RUNS/results.json."""
+config, seed, versions and efficiency columns, written as RUNS/results.parquet and RUNS/results.json.
+
+Beside it, the paired table (``experiments.paired``): every strategy against random and the best static
+baseline as paired bootstrap intervals over the same units, RUNS/paired.parquet and RUNS/paired.json,
+written by the same ``collect_results``; the returned table carries its RUNS folder as ``df.attrs["runs"]``
+(a string, not the table itself: pandas copies and compares attrs on every operation) so that a caller
+such as the CLI's summary reads the paired table with ``paired.read_paired``."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dynacure.experiments.paired import cell_units, write_paired
 from dynacure.io.atomic import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -116,7 +123,8 @@ def cell_rows(cell_dir: Path, experiment: str, config: dict[str, Any]) -> list[d
 
 
 def collect_results(runs: str | Path) -> pd.DataFrame:
-    """Gather every finished cell (those with DONE) into one table and write results.parquet/json."""
+    """Gather every finished cell (those with DONE) into one table and write results.parquet/json, and the
+    paired differences into paired.parquet/json (``df.attrs["runs"]`` names the folder)."""
     root = Path(runs)
     exp_file = root / "experiment.json"
     exp = json.loads(exp_file.read_text()) if exp_file.exists() else {}
@@ -124,6 +132,7 @@ def collect_results(runs: str | Path) -> pd.DataFrame:
     config = exp.get("config", {})
     rows: list[dict[str, Any]] = []
     skipped: dict[str, Any] = {}
+    units = []
     cells_root = root / "cells"
     for d in sorted(cells_root.iterdir()) if cells_root.exists() else []:
         if not (d / "DONE").exists():
@@ -133,6 +142,7 @@ def collect_results(runs: str | Path) -> pd.DataFrame:
         skipped.update(
             {f"{d.name}/{s}": r["skipped"] for s, r in m.get("suites", {}).items() if r.get("skipped")}
         )
+        units.append(cell_units(d.name, m))
     df = pd.DataFrame(rows, columns=SCHEMA.names)
     table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
     with atomic_path(root / "results.parquet") as tmp:
@@ -148,6 +158,8 @@ def collect_results(runs: str | Path) -> pd.DataFrame:
         },
     )
     log.info("results: %d rows from %d cells", len(df), df["cell_id"].nunique() if len(df) else 0)
+    write_paired(root, units)
+    df.attrs["runs"] = str(root)
     return df
 
 
@@ -163,4 +175,6 @@ def read_results(runs: str | Path) -> pd.DataFrame:
     ]
     if missing:
         raise ValueError(f"{path}: not a dynacure results table (missing columns {missing})")
-    return table.to_pandas()
+    df = table.to_pandas()
+    df.attrs["runs"] = str(Path(runs))
+    return df

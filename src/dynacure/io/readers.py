@@ -12,15 +12,21 @@ with ``on_file_error="raise"``.
 Ids are stable: a record's own ``id`` if it has one, else ``derive_id(<path relative to the corpus root>,
 <1-based line or row>)``. A folder written by ``dynacure.io.writers.write_corpus`` (with ``corpus.json``)
 is read in the shard order its ``corpus.json`` lists.
+
+The text of a record is its ``text`` field unless told otherwise: ``text_field=`` per call, or
+``with text_field_default("content"):`` for every reader called inside the block without one (how the
+commands' ``--text-field`` reaches the readers inside ``curate`` and the scoring engines).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
 import zlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -52,6 +58,54 @@ _ARROW_SUFFIXES = (".arrow",)
 DATA_SUFFIXES = _JSONL_SUFFIXES + _TEXT_SUFFIXES + _PARQUET_SUFFIXES + _ARROW_SUFFIXES
 # Files of a Hugging Face ``save_to_disk`` folder that describe it rather than hold rows.
 _HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
+
+DEFAULT_TEXT_FIELD = "text"
+# A context variable, not a module global: a default set for one command never leaks into another
+# thread's (or a test's) readers, and it ends with the ``with`` block.
+_TEXT_FIELD: ContextVar[str] = ContextVar("dynacure_text_field", default=DEFAULT_TEXT_FIELD)
+
+
+@contextlib.contextmanager
+def text_field_default(name: str) -> Iterator[str]:
+    """Readers called inside the block without ``text_field`` take the text from field ``name``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"--text-field must name a field, got {name!r}")
+    token = _TEXT_FIELD.set(name)
+    try:
+        yield name
+    finally:
+        _TEXT_FIELD.reset(token)
+
+
+def current_text_field() -> str:
+    """The text field readers use when none is passed (``text`` outside ``text_field_default``)."""
+    return _TEXT_FIELD.get()
+
+
+def string_fields(path: str | os.PathLike[str], max_records: int = 200,
+                  exclude: tuple[str, ...] = ("id", "source")) -> list[str]:
+    """Fields holding non-empty strings in the first ``max_records`` JSONL records of ``path``, most
+    frequent first: the candidates for ``--text-field`` when no record has the expected one."""
+    counts: dict[str, int] = {}
+    seen = 0
+    _, files = list_data_files(path)
+    for f in files:
+        if data_suffix(f) not in _JSONL_SUFFIXES:
+            continue
+        try:
+            for _, rec, _raw in _iter_jsonl(f, 8 * DEFAULT_MAX_CHARS):
+                if isinstance(rec, dict):
+                    for key, value in rec.items():
+                        if isinstance(value, str) and value.strip() and key not in exclude:
+                            counts[key] = counts.get(key, 0) + 1
+                    seen += 1
+                if seen >= max_records:
+                    break
+        except _FileBroken:
+            continue
+        if seen >= max_records:
+            break
+    return sorted(counts, key=lambda k: (-counts[k], k))
 
 
 @dataclass
@@ -308,7 +362,7 @@ def _rows_from_batches(path: Path, batches: Iterator[pa.RecordBatch], own_format
 def _check_schema(path: Path, schema: pa.Schema, text_field: str) -> None:
     if text_field not in schema.names:
         raise ValueError(f"{path}: no column {text_field!r} (columns: {', '.join(schema.names)}); "
-                         f"set text_field")
+                         "name the text column with --text-field")
 
 
 def _iter_parquet(path: Path, text_field: str, batch_size: int
@@ -429,7 +483,7 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
 
 
 def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantine: Quarantine | None = None,
-                text_field: str = "text", id_field: str = "id", source: str | None = None,
+                text_field: str | None = None, id_field: str = "id", source: str | None = None,
                 text_mode: TextMode = "line", *, max_chars: int = DEFAULT_MAX_CHARS,
                 on_file_error: OnFileError = "quarantine", batch_size: int = 1024,
                 max_line_bytes: int | None = None, stats: ReadStats | None = None) -> Iterator[Shard]:
@@ -440,8 +494,9 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     ``n_read == len(docs) + n_quarantined`` for every shard. Without a ``quarantine``, entries are kept in
     memory and a warning says how many there were. ``stats`` (if given) receives the run's totals.
     Lines longer than ``max_line_bytes`` (default ``8 * max_chars + 1 MiB``) are quarantined as
-    ``too_long`` without being held in memory.
+    ``too_long`` without being held in memory. ``text_field`` defaults to ``current_text_field()``.
     """
+    text_field = text_field if text_field is not None else current_text_field()
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, not {shard_size}")
     if max_chars < 1:

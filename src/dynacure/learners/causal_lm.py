@@ -151,7 +151,12 @@ class CausalLMLearner(Learner):
         self.positions_trained += int(mask.sum())
         module = self._module()
         module.train()
-        logits = self._logits(inp, mask)
+        # Dropout draws fixed by (seed, step), not by the process's RNG history: a run resumed from a
+        # checkpoint then trains exactly as an uninterrupted one.
+        cuda = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed((int(getattr(self, "seed", 0)) * 1_000_003 + self.step) % 2**63)
+            logits = self._logits(inp, mask)
         nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")
         per_example = nll.sum(1) / mask.sum(1).clamp(min=1)
         loss = (per_example * w).sum() / len(texts)

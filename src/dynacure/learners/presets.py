@@ -1,7 +1,8 @@
 """Sizes and optimiser settings of the small GPT: named presets plus the config model that stores them.
 
 ``nano`` is for tests, ``tiny`` trains in minutes on 2 CPU cores (~1.3M parameters) and ``small`` is the
-largest that is still practical on CPU (~5.3M parameters).
+largest that is still practical on CPU (~5.3M parameters). ``base`` is ``small`` with dropout, the size of
+the pre-trained base learner (``dynacure pretrain``) that experiment cells fine-tune.
 """
 
 from __future__ import annotations
@@ -90,6 +91,19 @@ PRESETS: dict[str, GPTConfig] = {
         n_head=4,
         batch_size=32,
         lr=1.5e-3,
+        warmup_steps=100,
+        decay_steps=5000,
+    ),
+    "base": GPTConfig(
+        preset="base",
+        vocab_size=8192,
+        n_ctx=128,
+        d_model=256,
+        n_layer=4,
+        n_head=4,
+        dropout=0.1,
+        batch_size=32,
+        lr=2e-3,
         warmup_steps=100,
         decay_steps=5000,
     ),

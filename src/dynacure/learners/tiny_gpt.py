@@ -27,7 +27,7 @@ from torch import nn
 
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.learners.causal_lm import CausalLMLearner, pick_device
-from dynacure.learners.presets import GPTConfig, get_preset
+from dynacure.learners.presets import GPTConfig, OptimConfig, get_preset
 from dynacure.learners.tokenizer import BPETokenizer
 
 log = logging.getLogger(__name__)
@@ -414,6 +414,29 @@ class TinyGPT(CausalLMLearner):
             config, BPETokenizer.from_file(p / "tokenizer.json"), seed=int(meta.get("seed", 0)), device=device
         )
         learner.restore(p)
+        return learner
+
+    @classmethod
+    def from_base(cls, path: str | Path, seed: int = 0, device: str | None = None,
+                  **optim: Any) -> TinyGPT:
+        """A saved (pre-trained) learner's weights and tokenizer, ready to be fine-tuned: a fresh optimizer
+        at step 0 with the base's optimiser settings updated by ``optim`` (lr, batch_size, warmup_steps,
+        ...), and generators seeded by ``seed`` (the cell's), so cells differ only by their data and seed."""
+        p = Path(path)
+        meta = cls._read_meta(p)
+        allowed = set(OptimConfig.model_fields) | {"dropout"}
+        if set(optim) - allowed:
+            bad = sorted(set(optim) - allowed)
+            raise ValueError(f"fine-tuning can change only {sorted(allowed)}, not {bad}")
+        data = {**meta["config"], **optim}
+        config = GPTConfig.model_validate(data)
+        learner = cls(config, BPETokenizer.from_file(p / "tokenizer.json"), seed=seed, device=device)
+        dims = meta["dims"]
+        if dims.get("vocab_size") != learner.tokenizer.vocab_size:
+            raise ValueError(f"{p / 'learner.json'}: vocab_size {dims.get('vocab_size')} does not match its "
+                             f"tokenizer's {learner.tokenizer.vocab_size}")
+        state = load_file(str(p / "model.safetensors"), device="cpu")
+        learner.model.load_state_dict(state, strict=True)
         return learner
 
     def restore(self, path: str | Path) -> None:

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,8 +149,14 @@ def train(
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
+    callback: Callable[[int, TrainLog], None] | None = None,
+    callback_every: int = 0,
 ) -> TrainLog:
-    """Train ``learner`` on ``texts``; resumes from ``checkpoint_dir`` when it holds a checkpoint."""
+    """Train ``learner`` on ``texts``; resumes from ``checkpoint_dir`` when it holds a checkpoint.
+
+    ``callback(steps_done, log)`` runs every ``callback_every`` steps and after the last one (before the
+    checkpoint of that step, so after a crash it may run again for the same step: make it idempotent).
+    """
     n = len(texts)
     if n == 0:
         raise ValueError("train() got no texts")
@@ -257,6 +263,9 @@ def train(
             tlog.tokens.append(int(lengths[idx].sum()))
             tlog.tokens_seen += tlog.tokens[-1]
             bar.update(task, advance=1, loss=f"{loss:.3f}", tps=f"{tlog.tokens_per_second:,.0f}")
+            last = b + 1 == len(batches)
+            if callback is not None and callback_every and ((b + 1) % callback_every == 0 or last):
+                callback(b + 1, tlog)
             if checkpoint_every and (b + 1) % checkpoint_every == 0 and b + 1 < len(batches):
                 checkpoint(b + 1)
     if len(batches) > next_batch or found is None:

@@ -5,6 +5,12 @@ A ``FeatureEncoder`` turns a candidate table (attribute columns ``<signal>__<col
 length, a source one-hot and (state ``scores+embedding``) a PCA projection of the embedding. Everything
 it learned (columns, means, sources, projection) is stored as JSON with the policy, so applying the policy
 to another shard gives the same columns in the same order.
+
+Missing values: a column with no value at all in the sample (a signal that could not compute, e.g.
+``quality`` without a reference LM in older attribute tables) carries nothing, so it is dropped by name
+with a warning and recorded in ``dropped`` (stored with the policy) instead of entering as a constant;
+the policy then never reads it. A partly missing column is imputed with its sample mean (0 after
+standardising), logged with the count. Neither ever reaches the composite reward, which refuses NaN.
 """
 
 from __future__ import annotations
@@ -60,6 +66,23 @@ def safety_column(table_columns: Any) -> str | None:
     return found
 
 
+def usable_columns(table: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[str]]:
+    """(columns with at least one value, all-NaN columns dropped by name); logs both kinds of gaps."""
+    if not len(table) or not columns:
+        return list(columns), []
+    missing = table[columns].isna().sum(axis=0)
+    dropped = [c for c in columns if missing[c] == len(table)]
+    if dropped:
+        log.warning(
+            "policy features: column(s) %s have no value in any of %d sampled documents (the signal could "
+            "not compute them); dropped from the policy's features. Re-score with the signal working to use "
+            "them", ", ".join(dropped), len(table))
+    partial = {c: int(missing[c]) for c in columns if 0 < missing[c] < len(table)}
+    if partial:
+        log.info("policy features: missing values imputed with the sample mean: %s", partial)
+    return [c for c in columns if c not in dropped], dropped
+
+
 def token_counts(table: pd.DataFrame) -> np.ndarray:
     if "n_tokens" in table.columns:
         return table["n_tokens"].to_numpy(dtype=np.float64)
@@ -82,8 +105,10 @@ class FeatureEncoder:
         use_embedding: bool = False,
         emb_mean: np.ndarray | None = None,
         emb_proj: np.ndarray | None = None,
+        dropped: list[str] | None = None,
     ) -> None:
         self.columns = list(columns)
+        self.dropped = list(dropped or [])  # all-NaN columns left out at fit time (see module docstring)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.sources = list(sources)
@@ -97,14 +122,14 @@ class FeatureEncoder:
     def fit(
         cls, table: pd.DataFrame, state: str = "scores", max_sources: int = 16, embed_dim: int = 16
     ) -> FeatureEncoder:
-        cols = score_columns(table)
+        cols, dropped = usable_columns(table, score_columns(table))
         if not cols:
             log.warning("no attribute columns in the candidate table: the policy sees only length and source")
         x = table[cols].to_numpy(dtype=np.float64) if cols else np.zeros((len(table), 0))
+        # every kept column has at least one value, so nanmean/nanstd never see an empty slice
         mean = np.nanmean(x, axis=0) if len(x) else np.zeros(len(cols))
         std = np.nanstd(x, axis=0) if len(x) else np.ones(len(cols))
-        mean = np.nan_to_num(mean)
-        std = np.where(np.nan_to_num(std) < 1e-8, 1.0, np.nan_to_num(std, nan=1.0))
+        std = np.where(std < 1e-8, 1.0, std)
         ll = np.log1p(token_counts(table))
         sources: list[str] = []
         if "source" in table.columns:
@@ -135,6 +160,7 @@ class FeatureEncoder:
             use_emb,
             emb_mean,
             emb_proj,
+            dropped,
         )
 
     @property
@@ -185,6 +211,7 @@ class FeatureEncoder:
             "use_embedding": self.use_embedding,
             "emb_mean": None if self.emb_mean is None else self.emb_mean.tolist(),
             "emb_proj": None if self.emb_proj is None else self.emb_proj.tolist(),
+            "dropped": self.dropped,
         }
 
     @classmethod
@@ -204,6 +231,7 @@ class FeatureEncoder:
             d["use_embedding"],
             None if d["emb_mean"] is None else np.array(d["emb_mean"]),
             None if d["emb_proj"] is None else np.array(d["emb_proj"]),
+            d.get("dropped", []),  # policies saved before the field existed dropped nothing
         )
 
 

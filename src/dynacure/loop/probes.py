@@ -18,8 +18,9 @@ The evaluation judge (``dynacure.signals.toxicity.load_judge``) is never used he
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,14 +35,25 @@ log = logging.getLogger(__name__)
 Scorer = Callable[[list[str]], np.ndarray]
 
 
-def reward_toxicity_scorer(prefer: Sequence[str] = ("toxicity_ngram", "profanity")) -> Scorer:
-    """P(toxic) from the reward side: the first available of ``prefer`` (never the evaluation judge)."""
+def reward_toxicity_scorer(
+    prefer: Sequence[str] = ("toxicity_ngram", "profanity"),
+    signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Scorer:
+    """P(toxic) from the reward side: the first available of ``prefer`` (never the evaluation judge).
+
+    ``signal_kwargs``: constructor arguments per signal name, the ones the corpus was scored with (an
+    experiment passes its own ``model_dir``, so the demo's loop uses the demo-trained scorer from
+    RUNS/models rather than whatever ``$DYNACURE_HOME`` holds). A signal whose model is missing fails with
+    the signal's own message; it is not skipped for the next one, which would change what the loop
+    optimises without saying so.
+    """
     from dynacure.signals.base import get_signal
 
+    kwargs = signal_kwargs or {}
     for name in prefer:
         try:
-            sig = get_signal(name)
-        except KeyError:
+            sig = get_signal(name, **dict(kwargs.get(name, {})))
+        except KeyError:  # not a registered signal (an optional extra not installed)
             continue
         col = next((c for c in sig.columns if "tox" in c or c in ("score", "probability")), sig.columns[0])
 

@@ -45,12 +45,15 @@ def _loop_config(
     return validate_config(base, LoopConfig, origin=f"selector {algorithm!r}")
 
 
-def preference_pairs(seed: int = 0) -> pd.DataFrame | None:
-    """Pool-half HH-RLHF pairs for the alignment probe (never the eval half); None when the data is absent."""
+def preference_pairs(seed: int = 0, data_dir: str | Path | None = None) -> pd.DataFrame | None:
+    """Pool-half HH-RLHF pairs for the alignment probe (never the eval half); None when the data is absent.
+
+    ``data_dir`` None reads the default data folder (``$DYNACURE_DATA`` or ../shared/data).
+    """
     try:
         from dynacure.io.public_data import hh_rlhf
 
-        frames = [hh_rlhf(subset, half="pool") for subset in ("harmless-base", "helpful-base")]
+        frames = [hh_rlhf(sub, half="pool", data_dir=data_dir) for sub in ("harmless-base", "helpful-base")]
     except (FileNotFoundError, OSError) as exc:
         log.info("no HH-RLHF pairs for the alignment probe: %s", exc)
         return None
@@ -78,6 +81,8 @@ class LoopSelector(Selector):
         engine: Literal["local", "ray"] = "local",
         signals: list[str] | tuple[str, ...] | None = None,
         weights: Any = None,
+        signal_kwargs: dict[str, dict[str, Any]] | None = None,
+        data_dir: str | None = None,
         **overrides: Any,
     ) -> None:
         if weights is not None:  # `curate --weights`: the composite reward's weights as w_s/w_a/w_u
@@ -100,6 +105,14 @@ class LoopSelector(Selector):
         self.decision, self.use_learner, self.use_pairs = decision, use_learner, use_pairs
         self.checkpoint_dir = checkpoint_dir
         self.toxicity_signal = toxicity_signal  # None: toxicity_ngram, else profanity
+        if signal_kwargs is not None and not (
+            isinstance(signal_kwargs, dict) and all(isinstance(v, dict) for v in signal_kwargs.values())
+        ):
+            raise ValueError(f"signal_kwargs must map signal names to keyword tables, got {signal_kwargs!r}")
+        # The loop's reward-side toxicity scorer is built with the arguments the corpus was scored with
+        # (an experiment passes its own model folder), so it scores with the same model as the attributes.
+        self.signal_kwargs = {k: dict(v) for k, v in (signal_kwargs or {}).items()}
+        self.data_dir = data_dir  # where the alignment probe's HH-RLHF pairs are read (use_pairs)
         self.history: list[dict[str, Any]] = []
         self.probabilities_fn: Callable[[pd.DataFrame], np.ndarray] | None = None
         self.learned_agent: Any = None
@@ -113,7 +126,15 @@ class LoopSelector(Selector):
             "use_learner": self.use_learner,
             "engine": self.engine,
             "signals": list(self.signals),
+            "signal_kwargs": self.signal_kwargs,
+            "use_pairs": self.use_pairs,
         }
+
+    @property
+    def dropped_columns(self) -> list[str]:
+        """Attribute columns the learned policy's features left out (no value in the loop sample)."""
+        env = self.learned_env
+        return list(env.encoder.dropped) if env is not None else []
 
     def learn(self, sample: pd.DataFrame, seed: int) -> Callable[[pd.DataFrame], np.ndarray]:
         """Run the loop on ``sample``; returns the learned policy as a table -> probabilities function."""
@@ -127,9 +148,12 @@ class LoopSelector(Selector):
             from dynacure.learners.tiny_gpt import TinyGPT
 
             learner = TinyGPT.create([str(t) for t in sample["text"]], preset=cfg.learner_preset, seed=seed)
-            pairs = preference_pairs(seed) if self.use_pairs and cfg.probes.n_pairs else None
+            pairs = (
+                preference_pairs(seed, self.data_dir) if self.use_pairs and cfg.probes.n_pairs else None
+            )
             scorer = reward_toxicity_scorer(
-                (self.toxicity_signal,) if self.toxicity_signal else ("toxicity_ngram", "profanity")
+                (self.toxicity_signal,) if self.toxicity_signal else ("toxicity_ngram", "profanity"),
+                self.signal_kwargs,
             )
             probes, train_mask = build_probes(sample, cfg.probes, seed=seed, pairs=pairs, scorer=scorer)
         env = CurationEnv(sample, learner, cfg, probes=probes, train_mask=train_mask)

@@ -1,6 +1,6 @@
-"""Everything a report reads from a RUNS folder, loaded once: the results table, the experiment record,
-the per-document table (source, gold labels, toxicity level), each cell's manifest and training log; plus
-the aggregation of a metric over seeds with an interval."""
+"""Everything a report reads from a RUNS folder, loaded once: the results table, the paired differences,
+the experiment record, the per-document table (source, gold labels, toxicity level), each cell's manifest
+and training log; plus the aggregation of a metric over seeds with an interval."""
 
 from __future__ import annotations
 
@@ -13,14 +13,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dynacure.experiments.paired import (
+    PAIRED_COLUMNS,
+    SAFETY_METRICS,
+    UTILITY_METRICS,
+    load_cells,
+    paired_rows,
+    read_paired,
+)
 from dynacure.experiments.results import read_results
 
-# Which metric of which suite is "safety" and which is "utility" on the Pareto plot: the first present wins.
-SAFETY_METRICS = (("toxicity", "toxicity_probability"), ("toxicity", "toxicity_prob"),
-                  ("toxicity", "expected_max_toxicity"))
-UTILITY_METRICS = (("perplexity", "heldout_word_ppl"), ("perplexity", "wikitext2_word_ppl"),
-                   ("perplexity", "ptb_word_ppl"), ("perplexity", "heldout_token_ppl"),
-                   ("perplexity", "wikitext2_token_ppl"))
+# Which metric of which suite is "safety" and which is "utility" on the Pareto plot, in the results table
+# and in the paired comparisons' choice of the best static baseline: the first present wins (defined once,
+# in experiments.paired: domain_perplexity's macro mean leads the utility list).
+__all__ = ["SAFETY_METRICS", "UTILITY_METRICS", "RunData", "load_run", "pick_metric", "combine_seeds",
+           "aggregate", "pareto_mask", "keep_shares"]
 
 
 @dataclass
@@ -32,6 +39,9 @@ class RunData:
     manifests: dict[str, pd.DataFrame] = field(default_factory=dict)
     train_logs: dict[str, dict[str, Any]] = field(default_factory=dict)
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> cell dict
+    # strategy vs random / best static baseline (experiments.paired); empty when no metric has Units
+    paired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(PAIRED_COLUMNS)))
+    paired_notes: dict[str, Any] = field(default_factory=dict)  # best static per budget, refused pairings
 
     @property
     def name(self) -> str:
@@ -48,6 +58,14 @@ def load_run(runs: str | Path) -> RunData:
     docs_path = root / "documents.parquet"
     documents = pd.read_parquet(docs_path) if docs_path.exists() else None
     data = RunData(root=root, results=results, experiment=experiment, documents=documents)
+    if (root / "paired.parquet").exists():
+        data.paired = read_paired(root)
+        notes_path = root / "paired.json"
+        if notes_path.exists():
+            notes = json.loads(notes_path.read_text())
+            data.paired_notes = {k: notes.get(k) for k in ("random", "best_static", "refused", "n_boot")}
+    else:  # RUNS collected before the paired table existed: compute it here (nothing is written)
+        data.paired, data.paired_notes = paired_rows(load_cells(root))
     for cid in sorted(results["cell_id"].unique()) if len(results) else []:
         d = root / "cells" / cid
         if (d / "manifest.parquet").exists():

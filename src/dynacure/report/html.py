@@ -1,29 +1,54 @@
 """The static, self-contained HTML report of an experiment: figures embedded as base64 PNG, tables with
-intervals, and enough words around them that someone who did not run the experiment can read it."""
+intervals, and enough words around them that someone who did not run the experiment can read it.
+
+The page is rendered with jinja2 templates (report/templates/) with autoescaping on: strategy labels,
+config values and document text reach the page, so every value is escaped unless it is a ``Markup``
+fragment built here (``Markup.format`` escapes its arguments too). Tables keep to a width that reads at
+1400 px without horizontal scrolling: the full results are split into one table per suite, at most
+``MAX_METRIC_COLUMNS`` metrics each, with the interval under its value.
+"""
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import time
-from importlib import resources
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from string import Template
+from typing import Any
 
+import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from dynacure import __version__
+from dynacure.experiments.paired import lower_is_better
 from dynacure.io.atomic import write_text_atomic
 from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, RunData, aggregate, load_run, pick_metric
 from dynacure.report.plots import Figure, all_figures
 
 log = logging.getLogger(__name__)
 
-# Metrics where a higher value is better; every other metric in the tables is "lower is better" or neutral.
-HIGHER_IS_BETTER_HINTS = ("accuracy", "acc", "mc1", "mc2", "refusal_rate_unsafe", "preference")
-LOWER_IS_BETTER_HINTS = ("toxicity", "perplexity", "ppl", "false_refusal", "bias")
+MAX_METRIC_COLUMNS = 5  # per results table: beside the labels this keeps a table under ~1000 px
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("dynacure.report", "templates"),
+    autoescape=True,  # also for templates whose name does not end in .html
+    undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def render(template: str, **context: Any) -> Markup:
+    """A template of report/templates rendered with ``context`` (escaped unless Markup)."""
+    return Markup(_ENV.get_template(template).render(**context))
+
+
+def join(parts: Iterable[Any], sep: str = "\n") -> Markup:
+    """Fragments joined into one; plain strings among them are escaped."""
+    return Markup(sep).join(parts)
 
 
 def fmt(x: float | int | None) -> str:
@@ -43,41 +68,42 @@ def fmt(x: float | int | None) -> str:
     return f"{x:.3g}"
 
 
-def _est(value: float, low: float, high: float) -> str:
+def _est(value: float, low: float, high: float) -> Markup | str:
+    """A value with its interval (the interval in a span the stylesheet puts under it in tables)."""
     if not math.isfinite(low) or not math.isfinite(high):
-        return f"{fmt(value)}"
-    return f'{fmt(value)} <span class="ci">[{fmt(low)}, {fmt(high)}]</span>'
+        return fmt(value)
+    return Markup('{} <span class="ci">[{}, {}]</span>').format(fmt(value), fmt(low), fmt(high))
 
 
 def direction(metric: str) -> str:
-    m = metric.lower()
-    if any(h in m for h in LOWER_IS_BETTER_HINTS):
-        return "lower is better"
-    if any(h in m for h in HIGHER_IS_BETTER_HINTS):
-        return "higher is better"
-    return ""
+    """'lower is better' / 'higher is better' / '' (the orientation the paired table uses)."""
+    lib = lower_is_better(metric)
+    return "" if lib is None else ("lower is better" if lib else "higher is better")
 
 
-def _table(header: list[str], rows: list[list[str]], text_cols: int = 1, table_id: str | None = None) -> str:
-    out = [f'<table id="{table_id}">' if table_id else "<table>", "<thead><tr>"]
-    out += [f'<th class="{"text" if i < text_cols else ""}">{h}</th>' for i, h in enumerate(header)]
-    out.append("</tr></thead><tbody>")
-    for r in rows:
-        out.append(
-            "<tr>"
-            + "".join(f'<td class="{"text" if i < text_cols else ""}">{c}</td>' for i, c in enumerate(r))
-            + "</tr>"
-        )
-    out.append("</tbody></table>")
-    return "\n".join(out)
+def _table(header: Sequence[Any], rows: Sequence[Sequence[Any]], text_cols: int = 1,
+           table_id: str | None = None, table_class: str | None = None) -> Markup:
+    """A table from templates/table.html; cells are text (escaped), Markup, or {"v": ..., "cls": ...}."""
+    return render("table.html", header=list(header), rows=[list(r) for r in rows], text_cols=text_cols,
+                  table_id=table_id, table_class=table_class)
 
 
-def results_table(data: RunData) -> str:
-    """Every metric per strategy x budget x weights, combined over seeds, with 95% intervals."""
+def _metric_header(suite: str, metric: str, with_suite: bool = True) -> Markup:
+    """A metric column's header: the name, breakable after each underscore (so a long name does not widen
+    its column past the numbers), and under it the suite and which way is better."""
+    name = Markup("_<wbr>").join(metric.split("_"))
+    note = "; ".join(x for x in ((suite if with_suite else ""), direction(metric)) if x)
+    return Markup("{}<br><small>{}</small>").format(name, note) if note else name
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
+def _metric_table(data: RunData, keys: list[tuple[str, str]], table_id: str | None = None,
+                  with_suite: bool = True) -> Markup:
+    """Metrics ``keys`` per strategy x budget (x weights), combined over seeds, with 95% intervals."""
     res = data.results
-    if res.empty:
-        return "<p>No finished cells.</p>"
-    keys = sorted({(s, m) for s, m in zip(res["suite"], res["metric"], strict=True)})
     aggs = {k: aggregate(res, *k).set_index(["strategy", "budget", "weights"]) for k in keys}
     groups = (
         res[["strategy", "budget", "weights"]]
@@ -85,32 +111,52 @@ def results_table(data: RunData) -> str:
         .sort_values(["budget", "strategy", "weights"])
     )
     multi_w = res["weights"].nunique() > 1
-    header = ["strategy", "budget"] + (["reward weights"] if multi_w else []) + ["seeds"]
-    header += [f"{html.escape(m)}<br><small>{html.escape(s)}; {direction(m)}</small>" for s, m in keys]
+    header: list[Any] = ["strategy", "budget"] + (["reward weights"] if multi_w else []) + ["seeds"]
+    header += [_metric_header(s, m, with_suite) for s, m in keys]
     rows = []
     for _, g in groups.iterrows():
         idx = (g["strategy"], g["budget"], g["weights"])
-        row = [html.escape(str(g["strategy"])), fmt(g["budget"])]
+        have = [k for k in keys if idx in aggs[k].index]
+        if not have:
+            continue
+        row: list[Any] = [str(g["strategy"]), fmt(g["budget"])]
         if multi_w:
-            row.append(html.escape(str(g["weights"])))
-        seeds = max((int(aggs[k].loc[idx, "seeds"]) for k in keys if idx in aggs[k].index), default=0)
-        row.append(str(seeds))
+            row.append(str(g["weights"]))
+        row.append(str(max(int(aggs[k].loc[idx, "seeds"]) for k in have)))
         for k in keys:
             a = aggs[k]
             row.append(
                 _est(a.loc[idx, "value"], a.loc[idx, "low"], a.loc[idx, "high"]) if idx in a.index else "n/a"
             )
         rows.append(row)
+    return _table(header, rows, text_cols=3 if multi_w else 2, table_id=table_id, table_class="results")
+
+
+def results_table(data: RunData) -> Markup:
+    """The headline metrics (safety, utility) in one table, then every metric, one table per suite (split
+    into tables of at most MAX_METRIC_COLUMNS metrics), combined over seeds with 95% intervals."""
+    res = data.results
+    if res.empty:
+        return Markup("<p>No finished cells.</p>")
+    keys = sorted({(s, m) for s, m in zip(res["suite"], res["metric"], strict=True)})
+    headline = [k for k in (pick_metric(res, SAFETY_METRICS), pick_metric(res, UTILITY_METRICS)) if k]
+    parts: list[Any] = [_metric_table(data, headline or keys[:MAX_METRIC_COLUMNS], table_id="results")]
+    for suite in sorted({s for s, _ in keys}):
+        mine = [k for k in keys if k[0] == suite]
+        chunks = _chunks(mine, MAX_METRIC_COLUMNS)
+        for i, chunk in enumerate(chunks):
+            part = f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+            parts.append(Markup("<h3>Suite <code>{}</code>{}</h3>").format(suite, part))
+            parts.append(_metric_table(data, chunk, table_id=f"results-{suite}-{i + 1}", with_suite=False))
     from dynacure.report.plots import METRIC_TEXT
 
-    legend = [f"<b>{html.escape(m)}</b>: {html.escape(METRIC_TEXT[m])}" for _, m in keys if m in METRIC_TEXT]
-    note = (
-        '<p class="note">Columns: ' + "; ".join(legend) + ". Budget: the share of the pool's tokens the "
-        "strategy selected; seeds: how many seeds the row combines.</p>"
-        if legend
-        else ""
-    )
-    return _table(header, rows, text_cols=3 if multi_w else 2, table_id="results") + note
+    legend = [Markup("<b>{}</b>: {}").format(m, METRIC_TEXT[m]) for _, m in keys if m in METRIC_TEXT]
+    if legend:
+        parts.append(
+            Markup('<p class="note">Columns: {}. Budget: the share of the pool\'s tokens the strategy '
+                   "selected; seeds: how many seeds the row combines.</p>").format(join(legend, "; "))
+        )
+    return join(parts)
 
 
 EFF_LABELS = [
@@ -127,57 +173,62 @@ EFF_LABELS = [
 ]
 
 
-def efficiency_table(data: RunData) -> str:
+def efficiency_table(data: RunData) -> Markup:
+    """Times, kept shares and FLOPs per strategy x budget (means over the cells, range over seeds): two
+    tables, time and size, so the page needs no horizontal scrolling."""
     res = data.results
     if res.empty:
-        return ""
+        return Markup("")
     per_cell = res.drop_duplicates("cell_id")
     rows = []
     for (strat, budget), g in per_cell.groupby(["strategy", "budget"], sort=True):
-        row = [html.escape(str(strat)), fmt(budget), str(g["seed"].nunique())]
+        row: list[Any] = [str(strat), fmt(budget), str(g["seed"].nunique())]
         for col, _ in EFF_LABELS:
             vals = g[col].astype(float) if col in g else pd.Series(dtype=float)
             if vals.notna().any():
                 m = float(vals.mean())
-                spread = (
-                    f' <span class="ci">[{fmt(vals.min())}, {fmt(vals.max())}]</span>'
-                    if len(vals) > 1
-                    else ""
-                )
-                row.append(fmt(m) + spread)
+                # the range over seeds in brackets, as an interval is shown elsewhere
+                row.append(_est(m, float(vals.min()), float(vals.max())) if len(vals) > 1 else fmt(m))
             else:
                 row.append("n/a")
         rows.append(row)
-    header = ["strategy", "budget", "cells"] + [lab for _, lab in EFF_LABELS]
+    split = 5  # the five time columns, then shares, tokens and FLOPs
+    tables = []
+    for lo, hi in ((0, split), (split, len(EFF_LABELS))):
+        header = ["strategy", "budget", "cells"] + [lab for _, lab in EFF_LABELS[lo:hi]]
+        tables.append(_table(header, [r[:3] + r[3 + lo : 3 + hi] for r in rows], text_cols=1))
     scoring = per_cell["time_scoring_s"].astype(float)
     note = (
-        f'<p class="note">Scoring the corpus took {fmt(float(scoring.iloc[0]))} s, once for the whole '
-        "experiment (every strategy selects from the same attribute tables). Values are means over the "
-        "cells of a row; brackets give the range over seeds. Training FLOPs are estimated as "
-        "6 × parameters × training tokens; curation FLOPs count the model work of deciding (a learned "
-        "policy's own learner and probes, 6·N·T for training and 2·N·T for forward passes; "
-        "CoLoR-Filter's and ICA's prior/conditional models) and read n/a where the strategy only reads "
-        "stored scores. Policy learning is n/a for CoLoR and ICA, which fit their models while scoring.</p>"
+        Markup(
+            '<p class="note">Scoring the corpus took {} s, once for the whole '
+            "experiment (every strategy selects from the same attribute tables). Values are means over the "
+            "cells of a row; brackets give the range over seeds. Training FLOPs are estimated as "
+            "6 × parameters × training tokens; curation FLOPs count the model work of deciding (a learned "
+            "policy's own learner and probes, 6·N·T for training and 2·N·T for forward passes; "
+            "CoLoR-Filter's and ICA's prior/conditional models) and read n/a where the strategy only reads "
+            "stored scores. Policy learning is n/a for CoLoR and ICA, which fit their models while "
+            "scoring.</p>"
+        ).format(fmt(float(scoring.iloc[0])))
         if len(scoring) and math.isfinite(float(scoring.iloc[0]))
         else ""
     )
-    return _table(header, rows, text_cols=1) + note
+    return join([*tables, note])
 
 
-def ablation_table(data: RunData) -> str:
+def ablation_table(data: RunData) -> Markup:
     """Variants of one strategy (several labels of one registry name, or several reward-weight sets)."""
     res = data.results
     if res.empty:
-        return ""
+        return Markup("")
     s_key = pick_metric(res, SAFETY_METRICS)
     u_key = pick_metric(res, UTILITY_METRICS)
     keys = [k for k in (s_key, u_key) if k is not None]
     if not keys:
-        return ""
+        return Markup("")
     combos = res[["strategy_name", "strategy", "weights", "params", "reward_weights"]].drop_duplicates()
     variants = combos.groupby("strategy_name").filter(lambda g: len(g) > 1)
     if variants.empty:
-        return ""
+        return Markup("")
     aggs = {
         k: aggregate(res, *k, by=("strategy", "weights")).set_index(["strategy", "weights"]) for k in keys
     }
@@ -186,12 +237,12 @@ def ablation_table(data: RunData) -> str:
         idx = (v["strategy"], v["weights"])
         params = json.loads(v["params"]) if v["params"] else {}
         weights = json.loads(v["reward_weights"]) if v["reward_weights"] else {}
-        row = [
-            html.escape(v["strategy_name"]),
-            html.escape(v["strategy"]),
-            html.escape(str(v["weights"])),
-            html.escape(", ".join(f"{k}={val:g}" for k, val in weights.items())),
-            html.escape(json.dumps(params, sort_keys=True)) if params else "&ndash;",
+        row: list[Any] = [
+            str(v["strategy_name"]),
+            str(v["strategy"]),
+            str(v["weights"]),
+            ", ".join(f"{k}={val:g}" for k, val in weights.items()),
+            json.dumps(params, sort_keys=True) if params else "\u2013",
         ]
         for k in keys:
             a = aggs[k]
@@ -199,29 +250,30 @@ def ablation_table(data: RunData) -> str:
                 _est(a.loc[idx, "value"], a.loc[idx, "low"], a.loc[idx, "high"]) if idx in a.index else "n/a"
             )
         rows.append(row)
-    header = ["strategy", "variant", "weight set", "reward weights", "params"]
-    header += [f"{k[1]}<br><small>{direction(k[1])}</small>" for k in keys]
+    header: list[Any] = ["strategy", "variant", "weight set", "reward weights", "params"]
+    header += [_metric_header(s, m, with_suite=False) for s, m in keys]
     return _table(header, rows, text_cols=5)
 
 
-def _overview(data: RunData) -> str:
+def _overview(data: RunData) -> Markup:
     cfg = data.experiment.get("config", {})
     corpus = data.experiment.get("corpus", {})
     res = data.results
     items = [
         ("experiment", data.name),
-        ("corpus", html.escape(corpus.get("description", str(cfg.get("corpus", {}).get("kind", "?"))))),
+        ("corpus", corpus.get("description", str(cfg.get("corpus", {}).get("kind", "?")))),
         ("documents / tokens in pool", f"{corpus.get('n_docs', 'n/a')} / {corpus.get('n_tokens', 'n/a')}"),
-        ("strategies", html.escape(", ".join(sorted(res["strategy"].unique())))),
+        ("strategies", ", ".join(sorted(map(str, res["strategy"].unique())))),
         ("budgets (share of pool tokens)", ", ".join(fmt(b) for b in sorted(res["budget"].unique()))),
         ("seeds", ", ".join(str(s) for s in sorted(res["seed"].unique()))),
-        ("reward weight sets", html.escape(", ".join(sorted(res["weights"].unique())))),
-        ("learner", html.escape(_learner_text(cfg.get("learner", {})))),
-        ("evaluation suites", html.escape(", ".join(cfg.get("evaluation", {}).get("suites", [])))),
-        ("signals scored", html.escape(", ".join(cfg.get("scoring", {}).get("signals", [])))),
+        ("reward weight sets", ", ".join(sorted(map(str, res["weights"].unique())))),
+        ("learner", _learner_text(cfg.get("learner", {}))),
+        ("evaluation suites", ", ".join(cfg.get("evaluation", {}).get("suites", []))),
+        ("signals scored", ", ".join(cfg.get("scoring", {}).get("signals", []))),
         ("cells finished", str(res["cell_id"].nunique())),
     ]
-    return '<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+    dl = join((Markup("<dt>{}</dt><dd>{}</dd>").format(k, v) for k, v in items), "")
+    return Markup('<dl class="meta">{}</dl>').format(dl)
 
 
 def _learner_text(lc: dict) -> str:
@@ -231,15 +283,11 @@ def _learner_text(lc: dict) -> str:
     return f"{what}, {lc.get('max_tokens')} training tokens per cell, on {lc.get('device', 'cpu')}"
 
 
-def _figure_html(f: Figure) -> str:
-    return (
-        f'<figure id="fig-{f.key}"><img alt="{html.escape(f.title)}" src="data:image/png;base64,'
-        f'{f.png_base64}"><figcaption><b>{html.escape(f.title)}.</b> {html.escape(f.caption)}</figcaption>'
-        "</figure>"
-    )
+def _figure_html(f: Figure) -> Markup:
+    return render("figure.html", key=f.key, title=f.title, caption=f.caption, png_base64=f.png_base64)
 
 
-def _skipped(data: RunData) -> str:
+def _skipped(data: RunData) -> Markup:
     items = []
     for cid, cell in sorted(data.cells.items()):
         try:
@@ -251,63 +299,80 @@ def _skipped(data: RunData) -> str:
                 items.append(f"{cell.get('strategy', cid)} / {suite}: {r['skipped']}")
     uniq = sorted(set(items))
     if not uniq:
-        return ""
-    return (
-        "<h2>Suites that did not run</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in uniq) + "</ul>"
-    )
+        return Markup("")
+    return Markup("<ul>{}</ul>").format(join((Markup("<li>{}</li>").format(i) for i in uniq), ""))
 
 
 def render_report(data: RunData) -> str:
     figs = all_figures(data)
     by_key = {f.key: f for f in figs}
-    parts = ["<h2>What was run</h2>", _overview(data)]
+    from dynacure.report.sections import adaptivity_section, audit_section, paired_section, who_wins_section
+
+    sections: list[dict[str, Any]] = []
+
+    def add(sid: str, title: str, *body: Any) -> None:
+        sections.append({"id": sid, "title": title, "body": join(body)})
+
+    add("who-wins", "Who wins", who_wins_section(data))
+    add("what-was-run", "What was run", _overview(data))
     if "pareto" in by_key:
-        parts += ["<h2>Safety vs utility</h2>", _figure_html(by_key["pareto"])]
-    parts += [
-        "<h2>Results</h2>",
-        '<p class="note">Each cell: value with its 95% interval in brackets (bootstrap over prompts or '
-        "texts; with several seeds, combined with the spread between seeds). Every strategy's learner "
-        "trained on the same number of tokens.</p>",
+        add("safety-vs-utility", "Safety vs utility", _figure_html(by_key["pareto"]))
+    results: list[Any] = [
+        Markup(
+            '<p class="note">Each cell: value with its 95% interval in brackets (bootstrap over prompts or '
+            "texts; with several seeds, combined with the spread between seeds). Every strategy's learner "
+            "trained on the same number of tokens. The first table holds the headline metrics; below it, "
+            "every metric, one table per suite.</p>"
+        ),
         results_table(data),
     ]
     if "by_budget" in by_key:
-        parts.append(_figure_html(by_key["by_budget"]))
+        results.append(_figure_html(by_key["by_budget"]))
+    add("results", "Results", *results)
+    paired = paired_section(data)
+    if paired:
+        add("paired", "Paired differences", paired)
     if "curves" in by_key:
-        parts += ["<h2>Training and reward curves</h2>", _figure_html(by_key["curves"])]
+        add("curves", "Training and reward curves", _figure_html(by_key["curves"]))
     if "keepdrop" in by_key:
-        parts += ["<h2>What each strategy keeps and drops</h2>", _figure_html(by_key["keepdrop"])]
-    parts += ["<h2>Efficiency</h2>", efficiency_table(data)]
-    from dynacure.report.sections import adaptivity_section, audit_section
-
+        add("keep-drop", "What each strategy keeps and drops", _figure_html(by_key["keepdrop"]))
+    add("efficiency", "Efficiency", efficiency_table(data))
     audit = audit_section(data)
     if audit:
-        parts += ["<h2>Curation bias audit</h2>", audit]
+        add("audit", "Curation bias audit", audit)
     adapt = adaptivity_section(data.root)
     if adapt:
-        parts += ["<h2>Adaptivity: a reward switch in the middle of a run</h2>", adapt]
+        add("adaptivity", "Adaptivity: a reward switch in the middle of a run", adapt)
     abl = ablation_table(data)
     if abl:
-        parts += [
-            "<h2>Ablations</h2>",
-            '<p class="note">Variants of one strategy side by side (different '
-            "parameters or reward weights), combined over seeds, with 95% intervals.</p>",
+        add(
+            "ablations",
+            "Ablations",
+            Markup(
+                '<p class="note">Variants of one strategy side by side (different '
+                "parameters or reward weights), combined over seeds, with 95% intervals.</p>"
+            ),
             abl,
-        ]
-    parts.append(_skipped(data))
-    page = Template((resources.files("dynacure.report") / "templates" / "report.html").read_text("utf-8"))
+        )
+    skipped = _skipped(data)
+    if skipped:
+        add("skipped", "Suites that did not run", skipped)
     lead = (
         "Which data-selection strategy gives a trained language model fewer toxic continuations without "
         "losing its ability to model clean text? Each strategy selected documents from the same scored pool "
-        "at the same token budget; a fresh learner was trained on each selection for the same number of "
-        "tokens and then evaluated."
+        "at the same token budget; a learner from the same starting point was trained on each selection for "
+        "the same number of tokens and then evaluated."
     )
-    return page.substitute(
-        title=html.escape(data.name),
-        lead=lead,
-        body="\n".join(parts),
-        version=__version__,
-        written_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        runs=html.escape(str(data.root)),
+    return str(
+        render(
+            "report.html",
+            title=data.name,
+            lead=lead,
+            sections=sections,
+            version=__version__,
+            written_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            runs=str(data.root),
+        )
     )
 
 

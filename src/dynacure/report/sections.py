@@ -1,5 +1,10 @@
-"""Report sections beyond the results: the curation bias audit (removal disparity per identity group and
-dialect, without and with the disparity cap) and the adaptivity experiment (`dynacure adapt`).
+"""Report sections beyond the results table: who wins (the Pareto front and the significant paired
+differences per budget, in sentences made from the data), the paired-difference tables, the curation bias
+audit (removal disparity per identity group and dialect, without and with the disparity cap) and the
+adaptivity experiment (`dynacure adapt`).
+
+Every section returns ``Markup`` (or an empty one): values are passed as plain strings and escaped by the
+templates / ``Markup.format``; only the fixed markup written here is trusted.
 
 The audit is computed here from what the experiment already wrote (each cell's manifest with its decisions
 and selection probabilities, the texts in RUNS/table.parquet), so every report carries it. The disparity
@@ -11,7 +16,6 @@ what it costs in toxic documents kept.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import logging
 import math
@@ -20,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
-from dynacure.report.data import RunData
+from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, RunData, aggregate, pareto_mask, pick_metric
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +41,211 @@ def _f(x: Any) -> str:
     return fmt(x)
 
 
-def _table(header: list[str], rows: list[list[str]], text_cols: int = 1) -> str:
+def _table(header: list[Any], rows: list[list[Any]], text_cols: int = 1,
+           table_id: str | None = None) -> Markup:
     from dynacure.report.html import _table as table
 
-    return table(header, rows, text_cols)
+    return table(header, rows, text_cols, table_id=table_id)
+
+
+def _join(parts: list[Any], sep: str = "\n") -> Markup:
+    from dynacure.report.html import join
+
+    return join(parts, sep)
+
+
+# ---- who wins ----------------------------------------------------------------------------------------------
+
+# How a domain of the domain_perplexity suite reads in a sentence ("... on clean-tweet perplexity ...").
+DOMAIN_LABELS = {
+    "tweets": "clean-tweet",
+    "comments": "clean-comment",
+    "davidson": "Davidson clean-tweet",
+    "dialogue": "dialogue",
+    "wikitext2": "WikiText-2",
+    "ptb": "PTB",
+    "macro": "macro-mean domain",
+}
+ROLE_TEXT = {"random": "", "best_static": " (the best static baseline)"}
+
+
+def metric_label(suite: str, metric: str) -> str:
+    """A metric's name in a sentence."""
+    if metric.startswith("word_perplexity_"):
+        dom = metric[len("word_perplexity_") :]
+        return f"{DOMAIN_LABELS.get(dom, dom.replace('_', ' '))} perplexity (per word)"
+    from dynacure.report.plots import short_name
+
+    return short_name(metric)
+
+
+def _signed(x: float) -> str:
+    return ("+" if x > 0 else "") + _f(x)
+
+
+def _headline(data: RunData) -> list[tuple[str, str]]:
+    return [k for k in (pick_metric(data.results, SAFETY_METRICS), pick_metric(data.results, UTILITY_METRICS))
+            if k]
+
+
+def _pareto_sentence(data: RunData, budget: float, multi_w: bool) -> str:
+    """Which strategies at ``budget`` no other strategy beats on both headline metrics (lower is better)."""
+    keys = _headline(data)
+    res = data.results[np.isclose(data.results["budget"].astype(float), budget)]
+    if not keys or res.empty:
+        return ""
+    aggs = [aggregate(res, *k, by=("strategy", "weights")).set_index(["strategy", "weights"]) for k in keys]
+    points = sorted(set(aggs[0].index).intersection(*(a.index for a in aggs[1:])))
+    if not points:
+        return ""
+
+    def name(p: tuple[str, str]) -> str:
+        return f"{p[0]} (weights {p[1]})" if multi_w else str(p[0])
+
+    vals = [np.array([a.loc[p, "value"] for p in points], dtype=float) for a in aggs]
+    labels = [metric_label(*k) for k in keys]
+    if len(keys) == 1:
+        best = int(np.nanargmin(vals[0]))
+        return (f"Only {labels[0]} was measured (lower is better); lowest: {name(points[best])} "
+                f"({_f(vals[0][best])}).")
+    front = pareto_mask(vals[0], vals[1])
+    order = sorted(np.flatnonzero(front), key=lambda i: (vals[0][i], vals[1][i]))
+    listed = "; ".join(f"{name(points[i])} ({_f(vals[0][i])}, {_f(vals[1][i])})" for i in order)
+    n_off = len(points) - len(order)
+    tail = (f" The other {n_off} {'is' if n_off == 1 else 'are'} dominated: one of these is at least as good "
+            "on both metrics and better on one." if n_off else " No strategy is dominated by another.")
+    return (f"On the Pareto front of {labels[0]} and {labels[1]} (both lower is better; mean over seeds): "
+            f"{listed}.{tail}")
+
+
+def _flag(x: Any) -> bool | None:
+    """A nullable boolean of the paired table (None, NaN or pandas NA read as unknown)."""
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return bool(x)
+
+
+def _finding(r: pd.Series, multi_w: bool) -> str:
+    who = f"{r['strategy']} (weights {r['weights']})" if multi_w else str(r["strategy"])
+    better = _flag(r["better"])
+    verb = "differs from" if better is None else ("is better than" if better else "is worse than")
+    seeds = int(r["n_seeds"])
+    against = f"{r['baseline']}{ROLE_TEXT.get(r['baseline_role'], '')}"
+    return (f"At budget {_f(r['budget'])}, {who} {verb} {against} "
+            f"on {metric_label(r['suite'], r['metric'])} by {_signed(r['diff'])} "
+            f"[{_signed(r['low'])}, {_signed(r['high'])}] ({seeds} seed{'s' if seeds != 1 else ''}, "
+            f"{int(r['n_units'])} paired units each).")
+
+
+def who_wins(data: RunData) -> list[dict[str, Any]]:
+    """Per budget: its heading, the Pareto sentence, the significant paired differences on the headline
+    metrics (and the per-domain perplexities) as sentences, and those on other metrics."""
+    res = data.results
+    if res.empty:
+        return []
+    paired = data.paired
+    multi_w = res["weights"].nunique() > 1
+    out = []
+    for budget in sorted(res["budget"].astype(float).unique()):
+        at = paired[np.isclose(paired["budget"].astype(float), budget)] if len(paired) else paired
+        best = sorted(set(at.loc[at["baseline_role"] == "best_static", "baseline"])) if len(at) else []
+        sig = at[at["significant"].astype(bool)] if len(at) else at
+        main, more = [], []
+        if len(sig):
+            # headline metrics first (safety, then utility), then per-domain perplexities, then the rest
+            rank = {k: i for i, k in enumerate(_headline(data))}
+            pairs = list(zip(sig["suite"], sig["metric"], strict=True))
+            sig = sig.assign(_rank=[rank.get(k, 2 if k[0] == "domain_perplexity" else 3) for k in pairs],
+                             _role=(sig["baseline_role"] != "random").astype(int))
+            for _, r in sig.sort_values(["_rank", "suite", "metric", "strategy", "_role"]).iterrows():
+                (main if r["_rank"] < 3 else more).append(_finding(r, multi_w))
+        if not len(at):
+            none = ("No paired comparison at this budget: the cells carry no per-unit values for a metric "
+                    "both a strategy and its baseline have.")
+        else:
+            none = "No paired difference on the headline metrics is significant at this budget."
+        heading = f"Budget {_f(budget)}"
+        if best:
+            heading += f" (best static baseline: {', '.join(map(str, best))})"
+        out.append({"heading": heading, "pareto": _pareto_sentence(data, budget, multi_w),
+                    "findings": main, "more": more, "none_text": none})
+    return out
+
+
+def who_wins_section(data: RunData) -> Markup:
+    """HTML of the report's first section (templates/who_wins.html)."""
+    from dynacure.report.html import render
+
+    n_boot = (data.paired_notes or {}).get("n_boot") or 2000
+    refused = (data.paired_notes or {}).get("refused") or []
+    intro = (
+        "Generated from the data. Each sentence is a paired difference, strategy minus baseline in the "
+        "metric's own unit, with its 95% interval: both strategies' metric recomputed on the same "
+        f"resampled prompts or texts ({n_boot} resamples), averaged over the seeds both ran; a difference "
+        "is listed when its interval excludes 0. Baselines: random, and the best static baseline of the "
+        "budget (the non-learned strategy other than random with the best rank sum on the two headline "
+        "metrics)."
+    )
+    if refused:
+        intro += f" {len(refused)} comparison(s) were refused because the two cells' units differ."
+    return render("who_wins.html", intro=intro, budgets=who_wins(data))
+
+
+def paired_section(data: RunData) -> Markup:
+    """Every paired difference: the headline metrics in one table, then one table per suite (at most
+    MAX_METRIC_COLUMNS metrics each) under a disclosure. Significant cells are bold and coloured by
+    direction."""
+    from dynacure.report.html import MAX_METRIC_COLUMNS, _est, _metric_header
+
+    paired = data.paired
+    if paired is None or paired.empty:
+        return Markup("")
+    multi_w = paired["weights"].nunique() > 1
+    index = ["budget", *(["weights"] if multi_w else []), "strategy", "baseline_role", "baseline"]
+    keys = sorted(set(zip(paired["suite"], paired["metric"], strict=True)))
+
+    def table(cols: list[tuple[str, str]], table_id: str, with_suite: bool) -> Markup:
+        sub = paired[[(s, m) in set(cols) for s, m in zip(paired["suite"], paired["metric"], strict=True)]]
+        cells = {(*(r[c] for c in index), r["suite"], r["metric"]): r for _, r in sub.iterrows()}
+        rows = []
+        for key in sorted({tuple(r[c] for c in index) for _, r in sub.iterrows()},
+                          key=lambda k: (float(k[0]), *map(str, k[1:-2]), k[-2] != "random", str(k[-1]))):
+            row: list[Any] = [_f(key[0]), *map(str, key[1:-2]),
+                              f"{key[-1]}{ROLE_TEXT.get(key[-2], '')}"]
+            for s, m in cols:
+                r = cells.get((*key, s, m))
+                if r is None:
+                    row.append("n/a")
+                    continue
+                cls = ""
+                if bool(r["significant"]):
+                    good = _flag(r["better"])
+                    cls = "sig" + ("" if good is None else (" better" if good else " worse"))
+                est = _est(r["diff"], r["low"], r["high"])
+                row.append({"v": Markup("{}{}").format("+" if r["diff"] > 0 else "", est), "cls": cls})
+            rows.append(row)
+        header: list[Any] = ["budget", *(["weights"] if multi_w else []), "strategy", "against"]
+        header += [_metric_header(s, m, with_suite) for s, m in cols]
+        return _table(header, rows, text_cols=len(header) - len(cols), table_id=table_id)
+
+    head = [k for k in _headline(data) if k in keys]
+    parts: list[Any] = [Markup(
+        '<p class="note">Strategy minus baseline in the metric\'s own unit, with the 95% paired bootstrap '
+        "interval (same prompts or texts for both, combined over the seeds both ran). Bold: the interval "
+        "excludes 0 (green: the strategy is better, red: worse). The full table is RUNS/paired.parquet."
+        "</p>")]
+    if head:
+        parts.append(table(head, "paired", with_suite=True))
+    per_suite: list[Any] = []
+    for suite in sorted({s for s, _ in keys}):
+        mine = [k for k in keys if k[0] == suite]
+        for i in range(0, len(mine), MAX_METRIC_COLUMNS):
+            per_suite.append(Markup("<h3>Suite <code>{}</code></h3>").format(suite))
+            tid = f"paired-{suite}-{i // MAX_METRIC_COLUMNS + 1}"
+            per_suite.append(table(mine[i : i + MAX_METRIC_COLUMNS], tid, with_suite=False))
+    parts.append(Markup("<details><summary>Every metric with per-unit values, by suite</summary>{}</details>")
+                 .format(_join(per_suite)))
+    return _join(parts)
 
 
 # ---- audit -----------------------------------------------------------------------------------------------
@@ -104,43 +310,44 @@ def audit_rows(
     return rows
 
 
-def _worst(df: pd.DataFrame) -> tuple[str, str, list[str]]:
+def _worst(df: pd.DataFrame) -> tuple[str, Markup | str, list[str]]:
+    from dynacure.report.html import _est
+
     if df is None or df.empty or not np.isfinite(df["ratio"]).any():
         return "n/a", "n/a", []
     top = df.iloc[0]
-    over = df[df["ratio_low"] > 1.0]["group"].tolist()
-    ci = f'{_f(top["ratio"])} <span class="ci">[{_f(top["ratio_low"])}, {_f(top["ratio_high"])}]</span>'
-    return html.escape(str(top["group"])), ci, over
+    over = [str(g) for g in df[df["ratio_low"] > 1.0]["group"].tolist()]
+    return str(top["group"]), _est(top["ratio"], top["ratio_low"], top["ratio_high"]), over
 
 
-def audit_section(data: RunData, max_ratio: float = DEFAULT_CAP) -> str:
+def audit_section(data: RunData, max_ratio: float = DEFAULT_CAP) -> Markup:
     """HTML: per cell, the worst-affected group and the groups over-removed (95% interval above 1),
     without and with the disparity cap, and what the cap costs in toxic documents kept."""
     try:
         rows = audit_rows(data, max_ratio)
     except (OSError, ValueError, KeyError) as exc:
         log.warning("audit section skipped: %s", exc)
-        return ""
+        return Markup("")
     if not rows:
-        return ""
+        return Markup("")
     out = []
     for r in sorted(rows, key=lambda r: (r["budget"], str(r["strategy"]), str(r["seed"]))):
         g0, c0, over0 = _worst(r["before"])
         g1, c1, over1 = _worst(r["after"])
         out.append(
             [
-                html.escape(str(r["strategy"])),
+                str(r["strategy"]),
                 _f(r["budget"]),
-                html.escape(str(r["seed"])),
+                str(r["seed"]),
                 _f(r["removal_rate"]),
                 g0,
                 c0,
-                html.escape(", ".join(over0)) or "none",
+                ", ".join(over0) or "none",
                 g1,
                 c1,
-                html.escape(", ".join(over1)) or "none",
+                ", ".join(over1) or "none",
                 f"{r['readmitted']} / {r['dropped_for_budget']}",
-                f"{_f(r['toxic_kept_before'])} &rarr; {_f(r['toxic_kept_after'])}",
+                f"{_f(r['toxic_kept_before'])} \u2192 {_f(r['toxic_kept_after'])}",
             ]
         )
     header = [
@@ -155,19 +362,19 @@ def audit_section(data: RunData, max_ratio: float = DEFAULT_CAP) -> str:
         "ratio [95% CI]",
         "over-removed",
         "re-admitted / dropped",
-        "toxic share of kept: no cap &rarr; cap",
+        "toxic share of kept: no cap \u2192 cap",
     ]
-    note = (
+    note = Markup(
         '<p class="note">Removal disparity: the share of documents mentioning a group (or written with '
         "African-American English markers) that a strategy removed, divided by its overall removal "
         "rate; above 1 the group is over-removed, and a group is listed as over-removed when its 95% "
         "bootstrap interval is above 1. The disparity cap "
-        f"(<code>dynacure curate --disparity-cap {max_ratio:g}</code>) re-admits the group's documents the "
+        "(<code>dynacure curate --disparity-cap {}</code>) re-admits the group's documents the "
         "strategy liked best until the ratio is at most the cap, and pays for them with the least "
         "preferred kept documents of no capped group, so the token budget is unchanged. The last "
         "column is its cost: the toxic share of the kept documents without and with the cap.</p>"
-    )
-    return _table(header, out, text_cols=3) + note
+    ).format(f"{max_ratio:g}")
+    return _join([_table(header, out, text_cols=3), note])
 
 
 # ---- adaptivity ------------------------------------------------------------------------------------------
@@ -181,44 +388,47 @@ def find_adapt(root: Path) -> Path | None:
     return None
 
 
-def adaptivity_section(root: Path) -> str:
+def adaptivity_section(root: Path) -> Markup:
     """HTML: the adaptivity plot (when the PNG is there), re-adaptation steps per policy against the
     static filter, and the transfer figures."""
     from dynacure.experiments.adaptivity import PLOT_FILE, read_result
 
     folder = find_adapt(Path(root))
     if folder is None:
-        return ""
+        return Markup("")
     try:
         res = read_result(folder)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         log.warning("adaptivity section skipped: %s", exc)
-        return ""
+        return Markup("")
     sw = res["switch"]
-    parts = [
-        f'<p class="note">Reward A (<code>{html.escape(sw["reward_a"])}</code>) for {sw["at_step"]} '
-        "loop steps, "
-        f"then reward B (<code>{html.escape(sw['reward_b'])}</code>), switched inside the same run. Metric: "
-        f"{html.escape(res['metric'])}. Re-adaptation steps: steps after the switch until the moving average "
-        f"({res['config']['window']} steps) has covered {res['config']['frac']:.0%} of the way from its "
-        "pre-switch level to its final level; a static filter decided once under A cannot move.</p>"
+    parts: list[Any] = [
+        Markup(
+            '<p class="note">Reward A (<code>{}</code>) for {} loop steps, then reward B (<code>{}</code>), '
+            "switched inside the same run. Metric: {}. Re-adaptation steps: steps after the switch until the "
+            "moving average ({} steps) has covered {} of the way from its pre-switch level to its final "
+            "level; a static filter decided once under A cannot move.</p>"
+        ).format(sw["reward_a"], sw["at_step"], sw["reward_b"], res["metric"], res["config"]["window"],
+                 f"{res['config']['frac']:.0%}")
     ]
     png = folder / PLOT_FILE
     if png.exists():
         b64 = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(
-            f'<figure id="fig-adaptivity"><img alt="Adaptivity after a reward switch" '
-            f'src="data:image/png;base64,{b64}"><figcaption><b>Re-adaptation after a reward switch.</b> '
-            "Thin lines: per step; thick: moving average; dotted verticals: the measured re-adaptation "
-            "point of each policy; dashed black: the static filter. Lower is better under reward B."
-            "</figcaption></figure>"
+            Markup(
+                '<figure id="fig-adaptivity"><img alt="Adaptivity after a reward switch" '
+                'src="data:image/png;base64,{}"><figcaption><b>Re-adaptation after a reward switch.</b> '
+                "Thin lines: per step; thick: moving average; dotted verticals: the measured re-adaptation "
+                "point of each policy; dashed black: the static filter. Lower is better under reward B."
+                "</figcaption></figure>"
+            ).format(b64)
         )
     rows = []
     for algo, run in res["policies"].items():
         m = run["readaptation"]
         rows.append(
             [
-                html.escape(algo),
+                str(algo),
                 _f(m["pre"]),
                 _f(m["final"]),
                 str(m["steps"]) if m["steps"] is not None else "not reached",
@@ -227,7 +437,7 @@ def adaptivity_section(root: Path) -> str:
         )
     sm = res["static_filter"]["readaptation"]
     rows.append(
-        ["static filter (reward A, decided once)", _f(sm["pre"]), _f(sm["final"]), "never", "&ndash;"]
+        ["static filter (reward A, decided once)", _f(sm["pre"]), _f(sm["final"]), "never", "\u2013"]
     )
     parts.append(
         _table(["policy", "toxic share before switch", "final", "re-adaptation steps", "s / step"], rows)
@@ -236,9 +446,9 @@ def adaptivity_section(root: Path) -> str:
     if tr:
         trows = [
             [
-                html.escape(r["learner"]),
+                str(r["learner"]),
                 _f(r["learner_params"]),
-                html.escape(r["policy"]),
+                str(r["policy"]),
                 _f(r["toxic_share_selected"]),
                 _f(r["train_loss_last_fifth"]),
                 _f(r["heldout_clean_loss"]),
@@ -247,12 +457,13 @@ def adaptivity_section(root: Path) -> str:
             for r in tr["learners"]
         ]
         parts.append(
-            f'<p class="note">Transfer: a {html.escape(tr["algorithm"])} policy learned under reward B '
-            "with the "
-            f"nano learner, frozen and applied for {tr['steps']} loop steps with a larger learner, against a "
-            "policy learned from scratch with the larger learner and random selection at the same budget. "
-            "Lower toxic share and clean-text loss are better; a higher loss on toxic text means the model "
-            "learned less toxic language.</p>"
+            Markup(
+                '<p class="note">Transfer: a {} policy learned under reward B with the nano learner, frozen '
+                "and applied for {} loop steps with a larger learner, against a policy learned from scratch "
+                "with the larger learner and random selection at the same budget. Lower toxic share and "
+                "clean-text loss are better; a higher loss on toxic text means the model learned less toxic "
+                "language.</p>"
+            ).format(tr["algorithm"], tr["steps"])
         )
         parts.append(
             _table(
@@ -269,4 +480,4 @@ def adaptivity_section(root: Path) -> str:
                 text_cols=3,
             )
         )
-    return "\n".join(parts)
+    return _join(parts)

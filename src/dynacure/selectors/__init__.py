@@ -1,9 +1,9 @@
 """Selectors: strategies that turn attributes (and optionally the current model) into selection decisions.
 
 ``get_selector(name, **params)`` builds a registered strategy; ``available_selectors()`` lists them. The
-built-in strategies (random, heuristic, classifier, raft, dsir, color, ica) register on first use; the RL
-policies (ppo, reinforce, bandit) register from ``dynacure.loop.selectors``, imported lazily when a name is
-unknown so the selector layer never imports the loop at import time.
+built-in strategies (random, heuristic, classifier, raft, dsir, color, ica, source_filter) register on first
+use; the RL policies (ppo, reinforce, bandit) register from ``dynacure.loop.selectors``, imported lazily when
+a name is unknown so the selector layer never imports the loop at import time.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, Callable[..., Selector]] = {}
-_BUILTIN = ("random_select", "heuristic", "classifier", "raft", "dsir", "color_filter", "ica")
+_BUILTIN = ("random_select", "heuristic", "classifier", "raft", "dsir", "color_filter", "ica",
+            "source_filter")
 _EXTERNAL = ("dynacure.loop.selectors",)
 
 

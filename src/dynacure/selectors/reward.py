@@ -5,7 +5,9 @@
 - alignment = the alignment proxy's score;
 - utility = the quality score, optionally times an information-density column.
 
-All three are in [0, 1], so R is in [0, 1]. A component with weight 0 does not need its columns.
+All three are in [0, 1], so R is in [0, 1]. A component with weight 0 does not need its columns. A column
+it needs that is missing, or holds any NaN (a signal that could not compute), is refused with an error
+naming the column: never imputed, so no selection is built on a reward that silently lost a component.
 """
 
 from __future__ import annotations
@@ -75,9 +77,15 @@ class RewardColumns(StrictModel):
 
 def _column(table: pd.DataFrame, name: str) -> np.ndarray:
     values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=np.float64)
-    if np.isnan(values).any():
+    bad = int(np.isnan(values).sum())
+    if bad:
+        # A NaN would silently become 0 or NaN in the reward and bias every selection built on it.
+        what = " (all of them)" if bad == len(values) else ""
         raise ValueError(
-            f"reward column {name!r} has {int(np.isnan(values).sum())} missing/non-numeric values"
+            f"reward column {name!r} has {bad} missing/non-numeric values of {len(values)}{what}: the "
+            f"signal {name.split('__')[0]!r} could not compute them; re-score with that signal working "
+            "(e.g. give 'quality' a reference LM) or leave the column out of the reward (weight 0, or "
+            "other RewardColumns)"
         )
     if len(values) and (values.min() < -_TOL or values.max() > 1 + _TOL):
         raise ValueError(

@@ -9,7 +9,6 @@ is refused with a message that says what was found and what to do.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from dynacure.config import HOME_ENV, dynacure_home
 from dynacure.io.atomic import atomic_path, write_json_atomic
 
 FORMAT_VERSION = 1
-HOME_ENV = "DYNACURE_HOME"
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "meta.json"
 
@@ -37,9 +36,7 @@ class ModelMissingError(FileNotFoundError):
 
 def model_dir() -> Path:
     """``$DYNACURE_HOME/models`` if set, else ``~/.cache/dynacure/models``."""
-    home = os.environ.get(HOME_ENV)
-    base = Path(home) if home else Path.home() / ".cache" / "dynacure"
-    return base / "models"
+    return dynacure_home() / "models"
 
 
 def resolve(name: str, root: str | Path | None = None) -> Path:

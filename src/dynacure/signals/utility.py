@@ -313,11 +313,31 @@ def wikitext_reference_lm(data_dir: str | Path | None = None, bits: int = 18) ->
     return reference_lm_from_texts(paras, bits=bits, description="wikitext-2 valid")
 
 
+REFERENCE_LM = "reference_lm"  # folder name of a saved reference LM next to the other demo models
+DEMO_REFERENCE_DOCS = 1500
+
+
+def train_demo_reference_lm(out_dir: str | Path, seed: int, n_docs: int = DEMO_REFERENCE_DOCS) -> Path:
+    """A reference LM from clean generated demo text (no public data), saved to ``out_dir/reference_lm``.
+
+    The demo's stand-in for WikiText-2: ``seed`` should differ from the pool's, so the reference is
+    prose of the same kinds as the pool's clean documents but not the pool itself.
+    """
+    from dynacure.io.demo_corpus import generate_demo_corpus
+
+    docs = generate_demo_corpus(n_docs=n_docs, toxic_share=0.0, low_quality_share=0.0, seed=seed)
+    desc = f"generate_demo_corpus(n_docs={n_docs}, toxic_share=0, low_quality_share=0, seed={seed})"
+    lm = reference_lm_from_texts([d.text for d in docs], description=desc)
+    lm.meta["seed"] = seed
+    return lm.save(Path(out_dir) / REFERENCE_LM)
+
+
 # --- the signal -----------------------------------------------------------------------------------
 
 QUALITY_COLUMNS = ("n_words", "mean_word_length", "symbol_to_word", "ellipsis_line_frac", "bullet_line_frac",
                    "dup_line_frac", "top2gram_frac", "top3gram_frac", "stopword_share", "alpha_word_frac",
                    "gopher_pass", "score", "ref_ppl", "compress_ratio", "density")
+LM_COLUMNS = ("ref_ppl", "density")  # the columns that need a reference language model
 
 
 @register_signal("quality")
@@ -325,8 +345,10 @@ class QualitySignal(Signal):
     """Gopher heuristics + information density under a reference LM.
 
     The reference LM comes from, in order: ``lm_path`` (a saved model folder), ``reference_texts``, or
-    WikiText-2 valid under ``data_dir``. Without any of them ``ref_ppl`` and ``density`` are NaN (logged),
-    so the heuristics still work on a machine without the public data.
+    WikiText-2 valid under ``data_dir``. Without any of them the signal leaves the columns that need it
+    (``LM_COLUMNS``) out of its output by name, with a warning and in ``params()["dropped_columns"]``, so
+    the heuristics still work on a machine without the public data and no all-NaN column reaches a
+    selector or a policy's features.
     """
 
     name = "quality"
@@ -343,6 +365,7 @@ class QualitySignal(Signal):
         self.min_density_chars = int(min_density_chars)
         self._source = "none"
         self.lm: ReferenceLM | None = None
+        self.dropped: tuple[str, ...] = ()
         if lm_path is not None:
             self.lm = ReferenceLM.load(lm_path)
             self._source = f"model:{lm_path}"
@@ -354,12 +377,18 @@ class QualitySignal(Signal):
                 self.lm = wikitext_reference_lm(data_dir)
                 self._source = "wikitext-2 valid"
             except FileNotFoundError as exc:
-                log.warning("quality: no reference language model (%s); ref_ppl and density will be NaN", exc)
+                self.dropped = LM_COLUMNS
+                self.columns = tuple(c for c in QUALITY_COLUMNS if c not in LM_COLUMNS)  # type: ignore[misc]
+                log.warning(
+                    "quality: no reference language model (%s); columns %s left out (give the signal "
+                    "lm_path=<saved reference_lm folder>, reference_texts or data_dir=<folder with "
+                    "wikitext-2>)", exc, ", ".join(f"quality__{c}" for c in LM_COLUMNS))
 
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {"reference": self._source, "density_width": self.density_width,
                              "min_compress_ratio": self.min_compress_ratio,
-                             "min_density_chars": self.min_density_chars}
+                             "min_density_chars": self.min_density_chars,
+                             "dropped_columns": list(self.dropped)}
         if self.lm is not None:
             p.update({k: self.lm.meta.get(k) for k in ("log_ppl_mean", "log_ppl_std", "n_tokens")})
         return p
@@ -392,9 +421,9 @@ class QualitySignal(Signal):
         cols["gopher_pass"] = cols["gopher_pass"].astype(np.int8)
         ratios = np.array([compress_ratio(t) for t in texts], dtype=np.float64)
         cols["compress_ratio"] = ratios
-        if self.lm is None:
-            cols["ref_ppl"][:] = np.nan
-            cols["density"][:] = np.nan
+        if self.lm is None:  # the columns are not in self.columns: leave them out rather than fill NaN
+            for c in LM_COLUMNS:
+                del cols[c]
         else:
             ppl = self.lm.perplexities(texts)
             cols["ref_ppl"] = ppl
@@ -410,4 +439,4 @@ def describe_rules() -> list[str]:
 
 __all__ = ["QualitySignal", "ReferenceLM", "heuristics", "rule_results", "GOPHER_RULES", "STOP_WORDS",
            "compress_ratio", "reference_lm_from_texts", "wikitext_reference_lm", "clean_wikitext",
-           "lm_words", "describe_rules"]
+           "lm_words", "describe_rules", "train_demo_reference_lm", "REFERENCE_LM", "LM_COLUMNS"]
