@@ -43,7 +43,7 @@ def test_run_suites_refuses_bad_names_and_stray_options():
     with pytest.raises(ValueError, match="max_itemz"):
         run_suites(WordLearner({}), ["bbq"], options={"bbq": {"max_itemz": 5}})
     assert set(available_suites()) == {"toxicity", "perplexity", "preference", "truthfulqa", "bbq",
-                                       "winogender", "refusal"}
+                                       "winogender", "refusal", "domain_perplexity"}
 
 
 def test_cli_options_routing(tmp_path):

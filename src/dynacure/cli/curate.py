@@ -1,19 +1,17 @@
 """`dynacure curate CORPUS`: one strategy at a token budget -> curated corpus + per-document manifest.
 
-A run that fails on its input leaves nothing behind: what it created in OUT is removed (OUT itself when
-the run created it). When OUT held an earlier run, that run's files stay and ``OUT/FAILED`` says why this
-one failed (removed by the next run). An interrupted run (Ctrl-C) keeps its files: a rerun reuses the
-scored attribute shards. When no record is readable the error names the top quarantine reasons with the
-first place each occurred, and suggests ``--text-field`` when the records hold their text in another field.
+A run that fails on its input leaves nothing behind (``cli.failures``): what it created is removed (OUT,
+and its parents, when the run created them). When OUT held an earlier run, that run's files stay and
+``OUT/FAILED`` says why this one failed (removed by the next run). An interrupted run (Ctrl-C) keeps its
+files: a rerun reuses the scored attribute shards. When no record is readable the error names the top
+quarantine reasons with the first place each occurred, and suggests ``--text-field`` when the records hold
+their text in another field.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,8 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors, error_message
+from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, start_clean_run
 from dynacure.cli.paths import check_out_path
-
-FAILED_FILE = "FAILED"
-# Failures of the input (what cli_errors reports in one line; ConfigError is a ValueError): the run's
-# partial output is removed.
-_INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, PermissionError, FileExistsError,
-                 IsADirectoryError, NotADirectoryError)
 
 
 def _parse_params(items: list[str]) -> dict[str, object]:
@@ -85,73 +78,6 @@ def build_strategy(strategy: str, factory: Callable[..., Any], params: dict[str,
         raise ValueError(f"--param {given}: {error_message(exc)} ({takes})") from None
     except (TypeError, AttributeError):  # a value of the wrong type reached the constructor
         raise ValueError(f"--param {given}: a value has the wrong type; {takes}") from None
-
-
-def quarantine_reasons(qpath: Path, top: int = 3) -> tuple[int, str]:
-    """(records quarantined, "N reason (detail; first: FILE:LINE), ...") for the ``top`` reasons."""
-    from dynacure.io.quarantine import read_quarantine
-
-    entries = read_quarantine(qpath) if qpath.is_file() else []
-    counts = Counter(e["reason"] for e in entries)
-    first: dict[str, dict[str, Any]] = {}
-    for e in entries:
-        first.setdefault(e["reason"], e)
-    parts = []
-    for reason, n in counts.most_common(top):
-        e = first[reason]
-        detail = f"{e['detail']}; " if e.get("detail") else ""
-        parts.append(f"{n:,} {reason} ({detail}first: {e['file']}:{e['line']})")
-    if len(counts) > top:
-        parts.append(f"{sum(n for _, n in counts.most_common()[top:]):,} other")
-    return len(entries), ", ".join(parts)
-
-
-def explain_no_documents(corpus: Path, qpath: Path, text_field: str) -> str:
-    """Why no document of ``corpus`` was readable: the top quarantine reasons and, when the text is in
-    another field, the ``--text-field`` to pass."""
-    from dynacure.io.readers import string_fields
-
-    n, reasons = quarantine_reasons(qpath)
-    if n == 0:
-        return f"{corpus}: no documents: the corpus holds no records"
-    msg = f"{corpus}: no readable documents: {n:,} records quarantined: {reasons}"
-    candidates = [f for f in string_fields(corpus) if f != text_field]
-    if "missing_text" in reasons and candidates:
-        fields = ", ".join(repr(f) for f in candidates[:5])
-        msg += f"; the records have string field(s) {fields}: pass --text-field {candidates[0]}"
-    return msg
-
-
-def _first_missing(out: Path) -> Path | None:
-    """The outermost folder a run into ``out`` will create (``out`` or a missing parent), None if ``out``
-    exists."""
-    if out.exists():
-        return None
-    top = out
-    while not top.parent.exists():
-        top = top.parent
-    return top
-
-
-def _cleanup_failed(out: Path, created: Path | None, before: set[str] | None, reason: str) -> None:
-    """Remove what a failed run created (``created``: the outermost folder it made, parents included);
-    in a folder that existed, remove the new entries and mark an earlier run's files ``FAILED``."""
-    if created is not None:
-        shutil.rmtree(created, ignore_errors=True)
-        return
-    if not out.is_dir() or before is None:
-        return
-    for name in set(os.listdir(out)) - before:
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    if before:  # an earlier run's files stay, without their summary.json: say what happened
-        from dynacure.io.atomic import write_text_atomic
-
-        write_text_atomic(out / FAILED_FILE, f"dynacure curate failed: {reason}\n"
-                                             "summary.json is missing: this folder is not a finished run\n")
 
 
 def summary_table(summary: dict) -> Table:
@@ -232,11 +158,7 @@ def register(app: typer.Typer) -> None:
 
             model = load_learner(learner)
         console = make_console(stderr=True)
-        created = _first_missing(out)
-        before = set(os.listdir(out)) if out.is_dir() else None
-        if before is not None and FAILED_FILE in before:  # the mark of an earlier failure: this run retries
-            (out / FAILED_FILE).unlink()
-            before.discard(FAILED_FILE)
+        run = start_clean_run(out, "curate")
         # A spinner only on a terminal: in a log it is one blank line and no information.
         with (Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                        console=console, transient=True, disable=not console.is_terminal) as prog,
@@ -251,11 +173,11 @@ def register(app: typer.Typer) -> None:
                                 seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
                                 shard_size=shard_size, out_shard_size=out_shard_size, progress=progress,
                                 disparity_cap=disparity_cap)
-            except _INPUT_ERRORS as exc:
+            except INPUT_ERRORS as exc:
                 msg = error_message(exc)
                 if "no readable documents" in msg:
                     msg = explain_no_documents(corpus, out / "quarantine.jsonl", text_field)
-                _cleanup_failed(out, created, before, msg)
+                run.failed(msg)
                 raise ValueError(msg) from None
         make_console().print(summary_table(result.summary))
         make_console().print(f"curated corpus, manifest.parquet and summary.json in {out}")

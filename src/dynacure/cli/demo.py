@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
         samples: int = typer.Option(8, "--samples", hidden=True, min=1),
     ) -> None:
         """Generate a corpus, score it, curate with B0/B1/B2 and an RL policy, train, evaluate, report."""
+        from dynacure.cli.paths import check_out_path
+
+        check_out_path(out, "dir")
         import torch
 
         from dynacure.cli.experiment import RichEvents, progress_bar, summary_table

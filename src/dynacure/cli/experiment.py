@@ -4,6 +4,7 @@ config, resumable, into one results table (RUNS/results.parquet)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import TracebackType
 
 import typer
 from rich.console import Console
@@ -76,7 +77,8 @@ class StageProgress(Progress):
     """A Progress whose open tasks are completed when the block ends without an error: a stage spinner
     ("collecting results 0/?") must not stay on screen as if the run were still at it."""
 
-    def __exit__(self, exc_type, exc_val, exc_tb) -> None:  # noqa: ANN001 - the context-manager protocol
+    def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
+                 exc_tb: TracebackType | None) -> None:
         if exc_type is None:
             for task in self.tasks:
                 if not task.finished:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 def _strategies() -> list[str]:
@@ -59,24 +59,34 @@ def fill_markers(text: str) -> str:
     return text
 
 
+def _tidy_params(command: Any, ctx: Any) -> None:
+    """Fill registry markers and drop the type label of flags, in place, before help is rendered."""
+    # Typer 0.29 ships its own copy of click: the parameter classes are Typer's, not ``click``'s.
+    for param in command.get_params(ctx):  # with the --help option click adds
+        if isinstance(param, TyperOption):
+            if param.help:
+                param.help = fill_markers(param.help)
+            if param.is_flag and param.metavar is None:
+                param.metavar = ""  # a flag takes no value: no "<bool>" type label
+        elif isinstance(param, TyperArgument) and param.metavar is None:
+            param.metavar = (param.name or "").upper()
+    if command.help:
+        command.help = fill_markers(command.help)
+
+
+class DynacureGroup(TyperGroup):
+    """The top-level app and its sub-apps: flags without a ``<bool>`` label."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _tidy_params(self, ctx)
+        super().format_help(ctx, formatter)
+
+
 class DynacureCommand(TyperCommand):
     """A Typer command whose help lists registry values and follows click's usage conventions."""
 
-    # Typer 0.29 ships its own copy of click: the parameter classes are Typer's, not ``click``'s.
-    def _tidy_params(self, ctx: Any) -> None:
-        for param in self.get_params(ctx):  # with the --help option click adds
-            if isinstance(param, TyperOption):
-                if param.help:
-                    param.help = fill_markers(param.help)
-                if param.is_flag and param.metavar is None:
-                    param.metavar = ""  # a flag takes no value: no "<bool>" type label
-            elif isinstance(param, TyperArgument) and param.metavar is None:
-                param.metavar = (param.name or "").upper()
-        if self.help:
-            self.help = fill_markers(self.help)
-
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        self._tidy_params(ctx)
+        _tidy_params(self, ctx)
         super().format_help(ctx, formatter)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -90,8 +100,10 @@ class DynacureCommand(TyperCommand):
 
 
 def use_dynacure_help(app: typer.Typer) -> None:
-    """Make ``DynacureCommand`` the class of every command of ``app`` (and of its sub-apps) that has no
-    class of its own."""
+    """Make ``DynacureCommand`` (``DynacureGroup``) the class of every command (app) of ``app`` and of its
+    sub-apps that has no class of its own."""
+    if not isinstance(app.info.cls, type) or app.info.cls is TyperGroup:  # Typer's default placeholder
+        app.info.cls = DynacureGroup
     for info in app.registered_commands:
         if info.cls is None or info.cls is TyperCommand:  # Typer's default: no class chosen
             info.cls = DynacureCommand

@@ -21,13 +21,17 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when there)."),
         threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
-        root: Path = typer.Option(None, "--root", help="Cache of bases (default $DYNACURE_HOME/base)."),
+        root: Path = typer.Option(
+            None, "--out", "--root", help="Cache of bases (default: $DYNACURE_HOME/base)."),
     ) -> None:
         """Pre-train the base learner on the halves of WikiText-2/PTB train that are not in the pool."""
+        from dynacure.cli.paths import check_out_path
+        from dynacure.learners.pretrain import BaseConfig, base_dir, base_root, build_base, read_base
+
+        check_out_path(root if root is not None else base_root(), "dir")
         import torch
 
         from dynacure.cli.console import make_console
-        from dynacure.learners.pretrain import BaseConfig, base_dir, build_base, read_base
 
         if threads:
             torch.set_num_threads(threads)

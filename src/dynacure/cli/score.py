@@ -3,7 +3,9 @@
 Writes ``ATTRS/<signal>/<shard>.parquet`` (``dynacure.io.attributes``), a done-marker per shard and signal,
 ``ATTRS/quarantine.jsonl`` and ``ATTRS/run.json``; a rerun into the same ATTRS skips finished shards.
 Every check that can fail (signal names and arguments, corpus path, trained models, a resume folder scored
-with other arguments) runs before any scoring, and fails with ``error: ...`` and exit code 2.
+with other arguments) runs before any scoring, and fails with ``error: ...`` and exit code 2. A corpus with
+no readable document is a failure too (the top quarantine reasons, ``--text-field`` when the text is in
+another field), and like any failed run it leaves nothing behind (``dynacure.cli.failures``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import typer
 from rich.table import Table
 
 from dynacure.cli.console import make_console
-from dynacure.cli.errors import cli_errors
+from dynacure.cli.errors import cli_errors, error_message
+from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, start_clean_run
 from dynacure.cli.paths import check_out_path
 
 console = make_console()
@@ -123,8 +126,17 @@ def register(app: typer.Typer) -> None:
             from dynacure.engines.ray import score_corpus
         else:
             from dynacure.engines.local import score_corpus
-        with text_field_default(text_field):
-            summary = score_corpus(corpus, signals, out, shard_size=shard_size, workers=workers,
-                                   signal_kwargs=kwargs, progress=progress, seed=seed)
+        run = start_clean_run(out, "score")
+        try:
+            with text_field_default(text_field):
+                summary = score_corpus(corpus, signals, out, shard_size=shard_size, workers=workers,
+                                       signal_kwargs=kwargs, progress=progress, seed=seed)
+        except INPUT_ERRORS as exc:
+            run.failed(error_message(exc))
+            raise
+        if summary.n_docs == 0:  # scores of nothing: a rerun must not resume from these empty shards
+            msg = explain_no_documents(corpus, out / "quarantine.jsonl", text_field)
+            run.failed(msg)
+            raise ValueError(msg)
         if print_summary(summary, out):
             raise typer.Exit(1)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 # Strategies whose selection is a rule over stored scores: nothing is learned while selecting.
-RULE_STRATEGIES = frozenset({"random", "heuristic", "classifier", "raft", "dsir"})
+RULE_STRATEGIES = frozenset({"random", "heuristic", "source_filter", "classifier", "raft", "dsir"})
 LOOP_STRATEGIES = frozenset({"ppo", "reinforce", "bandit"})
 POLICY_FEATURES_GUESS = 24  # feature + summary width of a loop policy, for its (negligible) FLOPs
 

@@ -19,6 +19,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from dynacure.io.atomic import public_file_mode
+
 log = logging.getLogger(__name__)
 
 # Reason codes (stable strings: tests, reports and users grep for them).
@@ -70,6 +72,7 @@ class Quarantine:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            os.chmod(tmp, public_file_mode())  # mkstemp makes 0600; the file is for the user to read
             self._tmp = Path(tmp)
             self._fh = os.fdopen(fd, "wb")
 

@@ -219,3 +219,244 @@ def evaluate_toxicity(predict: Callable[[list[str]], np.ndarray], data_dir: str 
         results["identity_fpr"] = identity_fpr(pooled_texts, np.concatenate(pooled_y),
                                                np.concatenate(pooled_pred))
     return results
+
+
+# --- harm categories a curator can route by (Celadon-style) -----------------------------------------
+
+HARM_CATEGORIES = ("race_origin", "gender_sex", "religion", "ability", "violence")
+MIN_TEST_POSITIVES = 20  # below this a category's held-out AUROC is not reported (too noisy to mean much)
+
+# Which identity groups make a hate label one of the group-mention harm categories: names in
+# ``dynacure.audit.groups.GROUP_TERMS``, then names in ``IDENTITY_TERMS`` above (both lists are unioned).
+# "men" is left out on purpose: "man"/"men" occur in hateful texts about anyone, so they say nothing about
+# the target; sexual orientation goes with gender/sex as in Celadon.
+HARM_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "race_origin": (("asian", "black", "chinese", "latino", "mexican", "middle_east", "native_american",
+                     "immigrants"), ("black", "immigrant")),
+    "gender_sex": (("women", "lgbtq"), ("women", "lgbtq")),
+    "religion": (("jewish", "muslim", "christian"), ("jewish", "muslim", "christian")),
+    "ability": (("mental_disability", "physical_disability"), ("disability",)),
+}
+
+
+def harm_terms(category: str) -> tuple[str, ...]:
+    """The group terms of one group-mention harm category (audit lists and ``IDENTITY_TERMS`` together)."""
+    from dynacure.audit.groups import GROUP_TERMS
+
+    audit_groups, local_groups = HARM_GROUPS[category]
+    terms = {t for g in audit_groups for t in GROUP_TERMS[g]}
+    terms |= {t for g in local_groups for t in IDENTITY_TERMS[g]}
+    return tuple(sorted(terms))
+
+
+def harm_labels(texts: Any, hate: Any) -> dict[str, np.ndarray]:
+    """Group-mention harm labels derived from a hate label (1 / 0 / NaN) and the groups a text mentions.
+
+    Per category: 1 = hate that mentions one of the category's groups; 0 = not hate, or hate that mentions
+    only other categories' groups; NaN = no hate label, or hate that mentions no listed group (its target is
+    unknown, e.g. a slur alone), so that row does not teach the category a false 0.
+    """
+    from dynacure.audit.groups import group_membership
+
+    h = np.asarray(hate, dtype=float)
+    masks = group_membership([str(t) for t in texts], {c: harm_terms(c) for c in HARM_GROUPS})
+    any_group = np.logical_or.reduce(list(masks.values()))
+    out: dict[str, np.ndarray] = {}
+    for cat, m in masks.items():
+        on_hate = np.where(m, 1.0, np.where(any_group, 0.0, np.nan))
+        out[cat] = np.where(h == 1, on_hate, h)  # h == 0 stays 0, NaN stays NaN
+    return out
+
+
+def harm_frame(part: str, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """``toxicity_frame`` plus the harm categories as columns.
+
+    The group-mention categories come from ``identity_hate`` via ``harm_labels``; ``violence`` is the
+    Jigsaw ``threat`` label, the only threat/violence label among these sets (NaN elsewhere).
+    """
+    frame = toxicity_frame(part, data_dir)
+    for cat, lab in harm_labels(frame["text"], frame["identity_hate"]).items():
+        frame[cat] = lab
+    frame["violence"] = frame["threat"]
+    return frame
+
+
+# --- identity-term counterfactual augmentation (debiasing) ------------------------------------------
+
+# Parallel forms of the groups on one axis: position k of every group is the same grammatical slot, so
+# a counterfactual swaps "women" <-> "men" and "girls" <-> "boys" at once, in both directions. The groups
+# are those of IDENTITY_TERMS / audit GROUP_TERMS plus a counterpart where a swap needs one ("men",
+# "straight", "citizens", "able-bodied"); forms that would also match ordinary words ("hearing" for deaf)
+# are left out, since the swap runs both ways.
+COUNTERFACTUAL_AXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "gender": (("woman", "women", "female", "females", "girl", "girls", "lady", "ladies"),
+               ("man", "men", "male", "males", "boy", "boys", "gentleman", "gentlemen")),
+    "orientation": (("gay", "gays", "homosexual", "homosexuals", "lesbian", "lesbians", "transgender"),
+                    ("straight", "straights", "heterosexual", "heterosexuals", "straight woman",
+                     "straight women", "cisgender")),
+    "religion": (("muslim", "muslims", "islam", "islamic", "mosque"),
+                 ("christian", "christians", "christianity", "christian", "church"),
+                 ("jew", "jews", "judaism", "jewish", "synagogue")),
+    "origin": (("immigrant", "immigrants", "refugee", "refugees", "migrant", "migrants"),
+               ("citizen", "citizens", "resident", "residents", "local", "locals")),
+    "race": (("black", "blacks", "african", "africans"),
+             ("white", "whites", "european", "europeans"),
+             ("asian", "asians", "asian", "asians"),
+             ("latino", "latinos", "hispanic", "hispanics")),
+    "ability": (("disabled", "disability", "autistic", "blind"),
+                ("able-bodied", "ability", "neurotypical", "sighted")),
+}
+
+
+def _axis_pattern(groups: tuple[tuple[str, ...], ...]) -> re.Pattern[str]:
+    terms = sorted({t for g in groups for t in g}, key=len, reverse=True)
+    return re.compile(r"(?<![\w'-])(?:" + "|".join(map(re.escape, terms)) + r")(?![\w'-])", re.IGNORECASE)
+
+
+_AXIS_PATTERNS = {axis: _axis_pattern(groups) for axis, groups in COUNTERFACTUAL_AXES.items()}
+
+
+def _same_case(src: str, dst: str) -> str:
+    if src.isupper() and len(src) > 1:
+        return dst.upper()
+    if src[:1].isupper():
+        return dst[:1].upper() + dst[1:]
+    return dst
+
+
+def swap_map(axis: str, a: int, b: int) -> dict[str, str]:
+    """Lower-case term -> replacement swapping groups ``a`` and ``b`` of ``axis`` both ways (first form
+    wins where a group lists one word twice, e.g. "christian" as noun and adjective)."""
+    groups = COUNTERFACTUAL_AXES[axis]
+    if len(groups[a]) != len(groups[b]):
+        raise ValueError(f"COUNTERFACTUAL_AXES[{axis!r}]: groups {a} and {b} list different numbers of forms")
+    out: dict[str, str] = {}
+    for x, y in zip(groups[a], groups[b], strict=True):
+        out.setdefault(x, y)
+        out.setdefault(y, x)
+    return out
+
+
+def counterfactual_text(text: str, seed: int = 0) -> str | None:
+    """``text`` with the first-mentioned group of each axis swapped with a partner group, or None.
+
+    The partner is fixed by (seed, axis, text), so augmentation is reproducible. Every mention of the two
+    groups is swapped at once ("men and women" -> "women and men"); other groups are left alone.
+    """
+    out, changed = text, False
+    for axis, pat in _AXIS_PATTERNS.items():
+        groups = COUNTERFACTUAL_AXES[axis]
+        first = pat.search(out)
+        if first is None:
+            continue
+        word = first.group(0).lower()
+        a = next(i for i, g in enumerate(groups) if word in g)
+        others = [i for i in range(len(groups)) if i != a]
+        b = others[int(pdata.stable_fraction(f"cf:{seed}:{axis}:{text}") * len(others))]
+        mapping = swap_map(axis, a, b)
+        out = pat.sub(lambda m, mp=mapping: _same_case(m.group(0), mp.get(m.group(0).lower(), m.group(0))),
+                      out)
+        changed = True
+    return out if changed and out != text else None
+
+
+def counterfactual_augment(frame: pd.DataFrame, seed: int = 0,
+                           label_columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """``frame`` plus one counterfactual copy of each non-toxic row that mentions an identity group.
+
+    A row is non-toxic when none of its label columns is 1 and at least one is 0 (a row whose labels are
+    all unknown is not known to be clean); toxic rows are never copied or changed. A copy keeps the row's
+    labels and dataset (so augmentation does not shift the balance between sources) and has
+    ``augmented == True``; originals get ``augmented == False``.
+    """
+    cols = label_columns or tuple(c for c in (*CATEGORIES, *HARM_CATEGORIES) if c in frame.columns)
+    labels = frame[list(cols)].to_numpy(dtype=float)
+    clean = ~(labels == 1).any(axis=1) & (labels == 0).any(axis=1)
+    base = frame.assign(augmented=False)
+    rows, texts = [], []
+    for i in np.flatnonzero(clean):
+        new = counterfactual_text(str(frame["text"].iat[i]), seed)
+        if new is not None:
+            rows.append(i)
+            texts.append(new)
+    copies = frame.iloc[rows].assign(text=texts, augmented=True)
+    return pd.concat([base, copies], ignore_index=True)
+
+
+# --- reliability and per-category held-out figures --------------------------------------------------
+
+def reliability_bins(y: Any, p: Any, n_bins: int = 10) -> dict[str, Any]:
+    """Reliability-diagram data: equal-width bins of predicted probability with their mean prediction and
+    observed positive rate, plus the expected calibration error (count-weighted |gap|)."""
+    yy, pp = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.minimum((pp * n_bins).astype(int), n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        m = idx == b
+        n = int(m.sum())
+        mean_p = float(pp[m].mean()) if n else None
+        frac = float(yy[m].mean()) if n else None
+        if n:
+            ece += n * abs(mean_p - frac)  # type: ignore[operator]
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n, "mean_pred": mean_p,
+                     "frac_pos": frac})
+    return {"bins": bins, "ece": float(ece / max(len(yy), 1)), "n": int(len(yy))}
+
+
+def category_benchmarks(data_dir: str | Path | None = None,
+                        max_rows: int | None = None) -> dict[str, pd.DataFrame]:
+    """Held-out rows (text, label, dataset) per category other than ``toxicity``: official test splits only.
+
+    ``insult`` and ``violence`` from Jigsaw test (obscene|insult, threat); ``identity_hate`` and the
+    group-mention harm categories from TweetEval hate test + Jigsaw test identity_hate, labelled by the
+    same ``harm_labels`` rule as training (rows it leaves NaN are dropped).
+    """
+    hate_test = pdata.tweeteval("hate", "test", data_dir)
+    jig = pdata.jigsaw("test", data_dir)
+    if max_rows is not None:
+        hate_test = hate_test.sample(min(len(hate_test), max_rows), random_state=0)
+        jig = jig.sample(min(len(jig), max_rows), random_state=0)
+
+    def rows(texts: Any, labels: Any, datasets: Any) -> pd.DataFrame:
+        df = pd.DataFrame({"text": list(texts), "label": np.asarray(labels, dtype=float),
+                           "dataset": list(datasets)})
+        return df[df["label"].notna()].assign(label=lambda d: d["label"].astype(int)).reset_index(drop=True)
+
+    texts = list(hate_test["text"]) + list(jig["text"])
+    hate = np.concatenate([hate_test["label"].to_numpy(float), jig["identity_hate"].to_numpy(float)])
+    sets = ["tweeteval_hate_test"] * len(hate_test) + ["jigsaw_test"] * len(jig)
+    out = {
+        "insult": rows(jig["text"], (jig["obscene"] + jig["insult"]) > 0, ["jigsaw_test"] * len(jig)),
+        "identity_hate": rows(texts, hate, sets),
+    }
+    for cat, lab in harm_labels(texts, hate).items():
+        out[cat] = rows(texts, lab, sets)
+    out["violence"] = rows(jig["text"], jig["threat"], ["jigsaw_test"] * len(jig))
+    return out
+
+
+def evaluate_categories(predict: Callable[[list[str]], np.ndarray], categories: list[str],
+                        data_dir: str | Path | None = None, max_rows: int | None = None,
+                        skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """Held-out AUROC per category that the model emits; ``predict`` gives [n, len(categories)].
+
+    A category with fewer than ``MIN_TEST_POSITIVES`` test positives, or that the model does not emit
+    (``skipped``: category -> reason), is reported with its counts and the reason instead of a figure.
+    """
+    skipped = skipped or {}
+    out: dict[str, Any] = {}
+    for cat, df in category_benchmarks(data_dir, max_rows).items():
+        y = df["label"].to_numpy(int)
+        info: dict[str, Any] = {"n_test": int(len(y)), "positives": int(y.sum()),
+                                "datasets": sorted(df["dataset"].unique().tolist())}
+        if cat not in categories:
+            info["status"] = skipped.get(cat, "not emitted by this model")
+        elif y.sum() < MIN_TEST_POSITIVES or y.sum() == len(y):
+            info["status"] = f"too little test data: {int(y.sum())} positives (need >= {MIN_TEST_POSITIVES})"
+        else:
+            p = predict(list(df["text"]))[:, categories.index(cat)]
+            info["auroc"] = float(roc_auc_score(y, p))
+            info["status"] = "ok"
+        out[cat] = info
+    return out
