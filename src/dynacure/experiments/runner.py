@@ -1126,6 +1126,11 @@ def check_before_work(cfg: ExperimentConfig) -> None:
             get_selector(st.name, **strategy_params(st.name, dict(st.params), cfg.weights[0].as_dict()))
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"strategies.{i} ({st.key}): {exc}") from None
+    if cfg.learner.base == "pretrained" and cfg.learner.train:
+        try:
+            base_folder(cfg)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(f"learner.base = \"pretrained\": {exc}") from None
     placeholder = {"target": "target.jsonl"}
     if cfg.corpus.kind == "demo":
         placeholder.update(prompts="prompts.jsonl", heldout="heldout.txt")

@@ -99,6 +99,14 @@ def _png(fig: plt.Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _as_figure(built: tuple[plt.Figure, str] | None, key: str, title: str) -> Figure | None:
+    """A built matplotlib figure and its caption as the report's embedded PNG (None: nothing to draw)."""
+    if built is None:
+        return None
+    fig, caption = built
+    return Figure(key, title, caption, _png(fig))
+
+
 def strategy_colors(strategies: list[str]) -> dict[str, tuple[float, ...]]:
     cmap = plt.get_cmap("tab10")
     return {s: cmap(i % 10) for i, s in enumerate(strategies)}
@@ -321,11 +329,7 @@ def pareto_figure(data: RunData) -> tuple[plt.Figure, str] | None:
 
 def pareto(data: RunData) -> Figure | None:
     """Safety (toxicity probability) vs utility (perplexity): a point per strategy x budget x weights."""
-    built = pareto_figure(data)
-    if built is None:
-        return None
-    fig, caption = built
-    return Figure("pareto", "Safety vs utility (Pareto front)", caption, _png(fig))
+    return _as_figure(pareto_figure(data), "pareto", "Safety vs utility (Pareto front)")
 
 
 def value_text(v: float) -> str:
@@ -445,11 +449,8 @@ def metrics_by_budget_figure(data: RunData) -> tuple[plt.Figure, str] | None:
 
 def metrics_by_budget(data: RunData) -> Figure | None:
     """Toxicity and perplexity per strategy (bars at one budget, lines over several)."""
-    built = metrics_by_budget_figure(data)
-    if built is None:
-        return None
-    fig, caption = built
-    return Figure("by_budget", "Toxicity and perplexity per strategy and budget", caption, _png(fig))
+    return _as_figure(metrics_by_budget_figure(data), "by_budget",
+                      "Toxicity and perplexity per strategy and budget")
 
 
 def _series(log: dict, *names: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -540,11 +541,7 @@ def training_curves_figure(data: RunData) -> tuple[plt.Figure, str] | None:
 
 def training_curves(data: RunData) -> Figure | None:
     """Learner loss during training (every cell) and, when present, the RL policies' reward curves."""
-    built = training_curves_figure(data)
-    if built is None:
-        return None
-    fig, caption = built
-    return Figure("curves", "Training and reward curves", caption, _png(fig))
+    return _as_figure(training_curves_figure(data), "curves", "Training and reward curves")
 
 
 KEEP_ZERO_HEIGHT = 0.016  # a kept share of 0 drawn as a bar this high (of 1.05), edged, marked "0"
@@ -627,11 +624,7 @@ def keep_drop_figure(data: RunData) -> tuple[plt.Figure, str] | None:
 
 def keep_drop(data: RunData) -> Figure | None:
     """What each strategy keeps and drops, by source and by toxicity level of the documents."""
-    built = keep_drop_figure(data)
-    if built is None:
-        return None
-    fig, caption = built
-    return Figure("keepdrop", "What each strategy keeps and drops", caption, _png(fig))
+    return _as_figure(keep_drop_figure(data), "keepdrop", "What each strategy keeps and drops")
 
 
 def all_figures(data: RunData) -> list[Figure]:
