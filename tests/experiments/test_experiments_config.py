@@ -63,7 +63,8 @@ def test_presets_ship_and_load():
         "ppo",
         "bandit",
     }
-    assert std.learner.preset == "tiny" and std.budgets == [0.5]
+    assert std.learner.preset == "base" and std.learner.base == "pretrained" and std.budgets == [0.5]
+    assert std.seeds == [0, 1, 2, 3, 4]
 
 
 def test_grid_expands_strategy_seed_budget_weights(tmp_path):

@@ -13,7 +13,9 @@ from dynacure.loop.env import CurationEnv
 from dynacure.loop.policy import load_policy
 from dynacure.loop.trainer import LoopTrainer, make_agent
 
-N, CRASH_AT, EVERY = 24, 14, 4  # the crash falls between checkpoints 12 and 16, mid PPO rollout (8 steps)
+# the crash falls between checkpoints 12 and 16; PPO runs 8-step rollouts here (the default is 2) so the
+# checkpoint at 12 holds a half-filled rollout buffer
+N, CRASH_AT, EVERY = 24, 14, 4
 
 
 class Crash(RuntimeError):
@@ -38,10 +40,17 @@ def _crash_at(step):
     return progress
 
 
-@pytest.mark.parametrize("alg", ("ppo", "reinforce", "bandit"))
+@pytest.mark.parametrize("alg", ("ppo", "ppo-critic", "ppo-step", "reinforce", "bandit"))
 def test_resume_after_crash_equals_uninterrupted_run(pool, tmp_path, alg):
     table, _ = pool
-    cfg = LoopConfig(algorithm=alg, candidates=16, train_batch=8, steps=N, seed=5)
+    # ppo-critic: the learned candidate baseline (its own tensors); ppo-step: the shared-advantage credit
+    extra = {
+        "ppo": {"ppo": {"rollout_steps": 8}},
+        "ppo-critic": {"ppo": {"rollout_steps": 8, "candidate_baseline": "critic"}},
+        "ppo-step": {"ppo": {"rollout_steps": 8}, "credit": "step"},
+    }.get(alg, {})
+    alg = alg.split("-")[0]
+    cfg = LoopConfig(algorithm=alg, candidates=16, train_batch=8, steps=N, seed=5, **extra)
 
     env, agent = _build(table, cfg)
     ref_hist = LoopTrainer(env, agent, cfg).run()

@@ -121,7 +121,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         weights: str | None = typer.Option(None, "--weights", help="Reward weights, e.g. 0.5,0.3,0.2."),
         redact_pii: bool = typer.Option(False, "--redact-pii", help="Redact PII in the kept documents."),
-        learner: Path | None = typer.Option(None, "--learner", help="Saved learner (prior for color/ica)."),
+        learner: Path | None = typer.Option(
+            None, "--learner",
+            help="Saved learner or local Hugging Face model folder: the prior of color/ica, the model "
+                 "ppo/reinforce/bandit train and probe in the loop (on a copy; cuda when available)."),
         param: list[str] = typer.Option([], "--param", help="Strategy parameter KEY=VALUE (JSON value)."),
         shard_size: int = typer.Option(10000, "--shard-size", help="Documents per read/scoring shard."),
         out_shard_size: int = typer.Option(5000, "--out-shard-size", help="Documents per output shard."),

@@ -840,6 +840,11 @@ def select_stage(
         # A fresh learner of the experiment's kind as the scoring model; by default (prior="own") CoLoR and
         # ICA train their own small TinyGPT, the paper's small auxiliary model.
         proxy = make_learner(cfg, ws, cell.seed)
+    if cell.strategy_name in LOOP_STRATEGIES and getattr(selector, "learner_source", None) == "experiment":
+        # The loop trains and probes a fresh learner of the experiment's kind (param learner="experiment"),
+        # built when the loop starts; by default it trains its own small TinyGPT, so results keep their
+        # meaning.
+        selector.learner_factory = lambda: make_learner(cfg, ws, cell.seed)
     ctx = SelectionContext(budget=cell.budget, seed=cell.seed, learner=proxy, target_texts=target)
     from dynacure.experiments.efficiency import curation_flops, split_selection_time, time_method
 

@@ -16,6 +16,20 @@ the last selection-rate error). Action: a keep probability per candidate (``Box[
    - model feedback: ``-w_tox * d(toxicity) + w_align * d(alignment acc) - w_loss * d(held-out loss)``,
      each a difference after minus before (METHODS.md), from ``ProbeSet.measure``;
    - every M steps with ``refine`` on, the safety probe is re-trained on the learner's generations.
+4. per-candidate credit (what PPO and REINFORCE learn from with ``credit="candidate"``): the data reward
+   is a mean over the kept documents, so it splits into one term per candidate, ``(r_i - mean(r)) / K``
+   (``K`` the expected number kept); the budget terms are linear in each mask at the expected rate, so a
+   kept candidate also pays ``price * n_i / N`` with ``price = lambda + 2 * budget_penalty *
+   (expected_rate - budget)`` (exact for the multiplier, first order for the quadratic). ``info`` carries
+   that term for every candidate (``candidate_gains``: what it earns if kept), the realised one
+   (``candidate_rewards = mask * candidate_gains``) and the clipped probabilities, so an agent can
+   subtract each candidate's expected term ``p_i * gain_i`` as its baseline. What no candidate's action
+   moves (the budget's constant part, the batch
+   mean) is credited to no one, and the rate's variance term ``-budget_penalty * (rate - expected)^2`` is
+   left out of the learning signal; the rest of the step's reward, ``reward - data_reward + penalty`` (the
+   delayed model feedback, anything a wrapper adds), is shared by all candidates of the step.
+   ``info["raft_reward"]`` is the mean reward of the batch's top candidates by reward at the same token
+   budget (RAFT on that batch), the reference a learned policy is measured against.
 
 ``learner=None`` runs the data reward only (no training, no probes): the cheap pre-pass and the mode the
 policy-dynamics tests use.
@@ -179,6 +193,7 @@ class CurationEnv(gym.Env):
             data_reward = data_reward - float(r.mean()) if mask.any() else 0.0
         err = rate - cfg.budget
         penalty = cfg.budget_penalty * err * err + self.lam * err
+        gains = self._candidate_gains(r, p, nt, expected_rate)
         # dual ascent on the expected rate: unbiased for the realised rate, without its Bernoulli noise
         self.lam = float(np.clip(self.lam + cfg.lagrangian_lr * (expected_rate - cfg.budget), -10.0, 10.0))
         self.last_rate_error = expected_rate - cfg.budget
@@ -192,6 +207,10 @@ class CurationEnv(gym.Env):
             "data_reward": data_reward,
             "penalty": penalty,
             "doc_rewards": r.copy(),
+            "probabilities": p.copy(),
+            "candidate_gains": gains,
+            "candidate_rewards": np.where(mask, gains, 0.0),
+            "raft_reward": self._raft_reward(r, nt),
             "feedback": 0.0,
             "lambda": self.lam,
         }
@@ -216,6 +235,24 @@ class CurationEnv(gym.Env):
         self._draw()
         info["next_rows"] = self.rows.copy()
         return self._obs(), float(reward), False, truncated, info
+
+    def _candidate_gains(
+        self, r: np.ndarray, p: np.ndarray, nt: np.ndarray, expected_rate: float
+    ) -> np.ndarray:
+        """What each candidate earns if kept: its share of the data reward less its budget price
+        (module docstring, item 4)."""
+        cfg = self.config
+        # the expected count, not the realised one: a candidate's own action must not move its divisor
+        kept = max(float(p.sum()), 1.0)
+        # the multiplier before this step's dual update: the one the step's penalty used
+        price = self.lam + 2.0 * cfg.budget_penalty * (expected_rate - cfg.budget)
+        return (r - float(r.mean())) / kept - price * nt / nt.sum()
+
+    def _raft_reward(self, r: np.ndarray, nt: np.ndarray) -> float:
+        from dynacure.selectors.budget import top_to_budget
+
+        top = top_to_budget(r, np.maximum(np.rint(nt), 1).astype(np.int64), self.config.budget).keep
+        return float(r[top].mean()) if top.any() else 0.0
 
     def _training_batch(self, kept: np.ndarray, rows: np.ndarray, p: np.ndarray) -> np.ndarray:
         size = self.config.train_batch

@@ -89,6 +89,17 @@ class SelectionPolicy(nn.Module):
         return -(p * torch.log(p) + (1 - p) * torch.log1p(-p))
 
 
+def candidate_critic(feature_dim: int, summary_dim: int, hidden: int, seed: int) -> nn.Module:
+    """A per-candidate value head on (candidate features, learner summary): the baseline of each candidate's
+    own reward term under per-candidate credit. Initialised from ``seed`` alone (the global torch RNG is
+    left as it was), so adding it changes neither the actor's initialisation nor later draws."""
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(seed + 7919)
+    net = nn.Sequential(nn.Linear(feature_dim + summary_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+    torch.set_rng_state(gen_state)
+    return net
+
+
 class NeuralPolicyFile:
     """A saved neural policy applied to tables: features -> keep probability (no learner needed)."""
 

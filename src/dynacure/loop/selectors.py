@@ -1,9 +1,14 @@
 """The learned policies as selection strategies: ``ppo``, ``reinforce`` and ``bandit``.
 
-``select`` learns the policy in the closed loop on a sample of the candidate table (a fresh small GPT of
-``learner_preset`` trained while the policy learns, probes built from the sample), then applies it to the
-whole table in batches: the policy maps each document's features to a keep probability, and the
-selectors' budget helper turns the probabilities into decisions at the token budget: by default the
+``select`` learns the policy in the closed loop on a sample of the candidate table (a learner trained while
+the policy learns, probes built from the sample), then applies it to the whole table in batches. The loop's
+learner: with ``learner=None`` (default) a copy of the learner handed in through ``SelectionContext.learner``
+(``curate --learner``, a TinyGPT or a local Hugging Face causal LM), so the caller's model is not consumed,
+else a fresh small GPT of ``learner_preset``; ``learner="own"`` always the small GPT; ``learner=
+"experiment"`` requires one handed in, either a ``learner_factory`` the experiment runner sets (a fresh
+learner of the experiment's kind, no copy needed) or ``ctx.learner``. A learner handed in gets its LR
+schedule set to end with the loop. Then the policy maps each document's features to a keep probability,
+and the selectors' budget helper turns the probabilities into decisions at the token budget: by default the
 documents of highest probability (deterministic, so a corpus-wide application on Ray gives the same
 decisions), or ``decision="sample"`` for Gumbel sampling in proportion to the probability (measured on the
 demo corpus: sampling let 5% toxic documents through where the top probabilities let 0% through). With
@@ -26,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from dynacure.config import validate_config
+from dynacure.learners.base import Learner
 from dynacure.loop.config import LoopConfig
 from dynacure.loop.policy import load_policy
 from dynacure.selectors import register_selector
@@ -83,6 +89,7 @@ class LoopSelector(Selector):
         weights: Any = None,
         signal_kwargs: dict[str, dict[str, Any]] | None = None,
         data_dir: str | None = None,
+        learner: Literal["own", "experiment"] | None = None,
         **overrides: Any,
     ) -> None:
         if weights is not None:  # `curate --weights`: the composite reward's weights as w_s/w_a/w_u
@@ -113,6 +120,13 @@ class LoopSelector(Selector):
         # (an experiment passes its own model folder), so it scores with the same model as the attributes.
         self.signal_kwargs = {k: dict(v) for k, v in (signal_kwargs or {}).items()}
         self.data_dir = data_dir  # where the alignment probe's HH-RLHF pairs are read (use_pairs)
+        if learner not in (None, "own", "experiment"):
+            raise ValueError(f"learner must be 'own' or 'experiment' (or unset), got {learner!r}")
+        self.learner_source = learner
+        # set by the experiment runner for learner="experiment": a fresh learner of the experiment's kind
+        self.learner_factory: Callable[[], Learner] | None = None
+        self.loop_learner: Learner | None = None  # the learner the loop trained and probed (after select)
+        self.cost: dict[str, float] | None = None  # its work in the loop (selectors.models.model_cost)
         self.history: list[dict[str, Any]] = []
         self.probabilities_fn: Callable[[pd.DataFrame], np.ndarray] | None = None
         self.learned_agent: Any = None
@@ -128,6 +142,7 @@ class LoopSelector(Selector):
             "signals": list(self.signals),
             "signal_kwargs": self.signal_kwargs,
             "use_pairs": self.use_pairs,
+            "learner": self.learner_source,
         }
 
     @property
@@ -136,18 +151,49 @@ class LoopSelector(Selector):
         env = self.learned_env
         return list(env.encoder.dropped) if env is not None else []
 
-    def learn(self, sample: pd.DataFrame, seed: int) -> Callable[[pd.DataFrame], np.ndarray]:
-        """Run the loop on ``sample``; returns the learned policy as a table -> probabilities function."""
+    def _loop_learner(self, sample: pd.DataFrame, seed: int, given: Learner | None) -> Learner:
+        """The learner the loop trains and probes (module docstring): never ``given`` itself."""
+        cfg = self.config
+        if self.learner_source == "experiment" and self.learner_factory is None and given is None:
+            raise ValueError(
+                f"{self.name}: learner='experiment' needs a learner handed in (an experiment's, or curate "
+                "--learner); none was given"
+            )
+        if self.learner_source != "own" and (self.learner_factory is not None or given is not None):
+            if self.learner_factory is not None:
+                learner = self.learner_factory()
+            else:
+                from dynacure.selectors.models import clone_learner
+
+                assert given is not None
+                learner = clone_learner(given)
+            if hasattr(learner, "set_schedule"):
+                # the cosine horizon ends with the loop, else a short run never leaves warm-up / high LR
+                learner.set_schedule(int(getattr(learner, "step", 0)) + cfg.steps * cfg.learner_steps)
+            log.info("%s: the loop trains and probes a %s", self.name, type(learner).__name__)
+            return learner
+        from dynacure.learners.tiny_gpt import TinyGPT
+
+        return TinyGPT.create([str(t) for t in sample["text"]], preset=cfg.learner_preset, seed=seed)
+
+    def learn(
+        self, sample: pd.DataFrame, seed: int, learner: Learner | None = None
+    ) -> Callable[[pd.DataFrame], np.ndarray]:
+        """Run the loop on ``sample``; returns the learned policy as a table -> probabilities function.
+
+        ``learner``: the one handed in (``SelectionContext.learner``); the loop trains a copy of it."""
         from dynacure.loop.env import CurationEnv
         from dynacure.loop.probes import build_probes, reward_toxicity_scorer
         from dynacure.loop.trainer import LoopTrainer, make_agent
+        from dynacure.selectors.models import model_cost, work_done
 
         cfg = self.config
+        given = learner
         learner = probes = train_mask = None
+        start = (0, 0)
         if self.use_learner:
-            from dynacure.learners.tiny_gpt import TinyGPT
-
-            learner = TinyGPT.create([str(t) for t in sample["text"]], preset=cfg.learner_preset, seed=seed)
+            learner = self._loop_learner(sample, seed, given)
+            start = work_done(learner)
             pairs = (
                 preference_pairs(seed, self.data_dir) if self.use_pairs and cfg.probes.n_pairs else None
             )
@@ -167,6 +213,13 @@ class LoopSelector(Selector):
         )
         self.history = trainer.run()
         self.learned_agent, self.learned_env = agent, env
+        self.loop_learner = learner
+        if learner is not None:
+            done = work_done(learner)
+            self.cost = model_cost(learner, done[0] - start[0], done[1] - start[1])
+            module = getattr(learner, "_module", None)
+            if np.isnan(self.cost["params"]) and callable(module):  # a learner without num_parameters()
+                self.cost["params"] = float(sum(p.numel() for p in module().parameters()))
         if self.save_policy_to:
             agent.save_policy(self.save_policy_to, env.encoder, env.summary(), {"budget": cfg.budget})
         if hasattr(agent, "policy"):
@@ -182,7 +235,7 @@ class LoopSelector(Selector):
         else:
             n = min(self.config.sample_size, len(table))
             sample = table.sample(n=n, random_state=ctx.seed % (2**32)).reset_index(drop=True)
-            fn = self.learn(sample, ctx.seed)
+            fn = self.learn(sample, ctx.seed, ctx.learner)
         self.probabilities_fn = fn
         step = self.config.apply_batch
         if self.engine == "ray":

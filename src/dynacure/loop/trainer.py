@@ -101,6 +101,8 @@ class LoopTrainer:
             "mean_p": float(np.mean(probs)),
             "n_kept": int(mask.sum()),
             "kept_reward": float(info["doc_rewards"][mask].mean()) if mask.any() else None,
+            # RAFT on the same batch at the same token budget: what a policy's kept_reward is measured against
+            "raft_kept_reward": info["raft_reward"],
         }
         if "loss" in info:
             rec["loss"] = info["loss"]
