@@ -144,6 +144,53 @@ def fit_categories(x: Any, frame: pd.DataFrame, c: float, seed: int, balance_dat
     return np.vstack(rows_w), np.asarray(rows_b, dtype=np.float32), cats, counts
 
 
+def fit_soft_logistic(x: Any, p: np.ndarray, c: float, max_iter: int = 500) -> tuple[np.ndarray, float]:
+    """L2 logistic regression on soft targets p in [0, 1] (distillation); returns (weights, bias).
+
+    Minimises C * sum_i [log(1 + e^z_i) - p_i z_i] + |w|^2 / 2 with z = x w + b (bias not penalised): the
+    objective of ``fit_logistic`` with each row entered as a positive of weight p and a negative of weight
+    1 - p, solved directly by L-BFGS on the sparse matrix, which stays fast where liblinear's dual crawls on
+    targets near 0.5.
+    """
+    from scipy.optimize import minimize
+
+    target = np.asarray(p, dtype=np.float64)
+    if target.ndim != 1 or target.shape[0] != x.shape[0]:
+        raise ValueError(f"soft targets of shape {target.shape} do not match {x.shape[0]} rows")
+    if not np.all(np.isfinite(target)) or target.min() < 0 or target.max() > 1:
+        raise ValueError("soft targets must be finite and in [0, 1]")
+    import scipy.sparse as sp
+
+    # Columns no pool text activates get no data gradient, so their optimal weight is exactly 0: solve on
+    # the active columns only (hashed n-gram spaces have 2^18+ columns, a small pool touches a fraction).
+    full = sp.csr_matrix(x)
+    active = np.unique(full.indices)
+    x = full[:, active].tocsr()
+    xt = x.T.tocsr()
+    d = x.shape[1]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:d], theta[d]
+        z = np.asarray(x @ w).ravel() + b
+        loss = c * float(np.sum(np.logaddexp(0.0, z) - target * z)) + 0.5 * float(w @ w)
+        r = c * (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40))) - target)
+        grad = np.empty(d + 1)
+        grad[:d] = np.asarray(xt @ r).ravel() + w
+        grad[d] = float(r.sum())
+        return loss, grad
+
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: L-BFGS's vector updates are small, and threaded BLAS on a busy machine made this
+    # fit 100x slower (measured: 11 s vs 0.12 s on 300 texts with the other core loaded).
+    with threadpool_limits(limits=1):
+        res = minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter, "gtol": 1e-6})
+    weights = np.zeros(full.shape[1], dtype=np.float32)
+    weights[active] = res.x[:d]
+    return weights, float(res.x[d])
+
+
 # --- held-out evaluation ---------------------------------------------------------------------------
 
 def best_threshold(y: np.ndarray, p: np.ndarray) -> float:

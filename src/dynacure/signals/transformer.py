@@ -60,7 +60,9 @@ TRANSFORMER_CATEGORIES = ("toxicity", "insult", "identity_hate", "race_origin", 
 VAL_FRACTION = 0.15
 MIN_VAL_POSITIVES = 10  # isotonic calibration of a category needs this many validation positives/negatives
 CHARS_PER_TOKEN = 32  # texts are cut to max_length * this many characters before tokenizing (see _encode)
-TIE_BREAK = 1e-6  # calibrated = (1 - e) * isotonic + e * raw: strictly monotone, so ranking stays the raw's
+TIE_BREAK = 1e-3  # calibrated = (1 - e) * isotonic + e * raw: strictly increasing (so the ranking, and
+# AUROC, stay the raw model's instead of ties on isotonic plateaus) and within 0.001 of the isotonic map;
+# large enough to survive float32 attribute columns.
 
 
 class FinetuneConfig(StrictModel):
@@ -329,13 +331,22 @@ def _param_groups(net: Any, cfg: FinetuneConfig) -> tuple[list[dict[str, Any]], 
     return groups, [n for n, _ in decay + no_decay + head]
 
 
+def _sibling(folder: Path, suffix: str) -> Path:
+    return folder.with_name(folder.name + suffix)
+
+
 def _save_checkpoint(folder: Path, net: Any, optimizer: Any, order: list[str], best: dict[str, Any] | None,
                      state: dict[str, Any], best_changed: bool) -> None:
+    """Write a whole checkpoint into ``<folder>.new`` and swap it in, so a crash mid-write never leaves
+    weights of one step next to the optimizer or step counter of another."""
     import torch
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
+    new, old = _sibling(folder, ".new"), _sibling(folder, ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    # atomic_path for its fsync: the folder is renamed into place only after every file is on disk.
+    with atomic_path(new / "model.safetensors") as tmp:
         save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
     flat: dict[str, Any] = {"rng/torch": torch.get_rng_state()}
     opt_state = optimizer.state_dict()["state"]
@@ -343,15 +354,38 @@ def _save_checkpoint(folder: Path, net: Any, optimizer: Any, order: list[str], b
         for key, value in opt_state.get(i, {}).items():
             t = value if torch.is_tensor(value) else torch.tensor(float(value))
             flat[f"{name}/{key}"] = t.detach().cpu().contiguous()
-    with atomic_path(folder / "optimizer.safetensors") as tmp:
+    with atomic_path(new / "optimizer.safetensors") as tmp:
         save_file(flat, str(tmp))
-    if best is not None and (best_changed or not (folder / "best.safetensors").exists()):
-        with atomic_path(folder / "best.safetensors") as tmp:
-            save_file(best, str(tmp))
-    write_json_atomic(folder / "state.json", state)  # written last: without it the checkpoint is not whole
+    if best is not None:
+        prev = folder / "best.safetensors"
+        with atomic_path(new / "best.safetensors") as tmp:
+            if not best_changed and prev.exists():
+                shutil.copyfile(prev, tmp)
+            else:
+                save_file(best, str(tmp))
+    write_json_atomic(new / "state.json", state)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_checkpoint(folder: str | Path) -> None:
+    """Delete a checkpoint and any half-swapped sibling of it."""
+    for p in (Path(folder), _sibling(Path(folder), ".new"), _sibling(Path(folder), ".old")):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _read_checkpoint(folder: Path, fingerprint: str) -> dict[str, Any] | None:
+    if not (folder / "state.json").exists():
+        # Interrupted between the renames of _save_checkpoint: .new is whole once its state.json exists
+        # (written last), else the previous checkpoint is whole in .old.
+        for side in (_sibling(folder, ".new"), _sibling(folder, ".old")):
+            if (side / "state.json").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                side.rename(folder)
+                break
     path = folder / "state.json"
     if not path.exists():
         return None
@@ -428,7 +462,9 @@ def finetune(train_texts: list[str], train_y: np.ndarray, train_w: np.ndarray, v
             net = _build_net(enc, len(heads))
             with torch.no_grad():
                 # Start each head at its base rate: the first steps then tune features, not offsets.
-                rate = np.clip(np.nanmean(np.where(np.isnan(y), np.nan, y), axis=0), 1e-3, 1 - 1e-3)
+                labelled = (~np.isnan(y)).sum(axis=0)
+                rate = np.nansum(y, axis=0) / np.maximum(labelled, 1)
+                rate = np.clip(np.where(labelled > 0, rate, 0.5), 1e-3, 1 - 1e-3)
                 net["head"].bias.copy_(torch.from_numpy(np.log(rate / (1 - rate)).astype(np.float32)))
             groups, order = _param_groups(net, cfg)
             optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -607,6 +643,7 @@ def train_transformer_scorer(data_dir: str | Path | None, out: str | Path, seed:
     from dynacure.signals import training
     from dynacure.signals.calibration import IsotonicCalibrator
 
+    t_start = time.time()
     cfg = (config or FinetuneConfig()).model_copy(update={"seed": seed})
     out = Path(out)
     frame = training.harm_frame("reward", data_dir)
@@ -681,8 +718,11 @@ def train_transformer_scorer(data_dir: str | Path | None, out: str | Path, seed:
     model = TransformerScorer(res.net, res.tokenizer, heads, emitted, calibration, cfg.max_length, meta)
     if evaluate:
         model.meta["heldout"] = evaluate_transformer(model, data_dir, eval_max_rows)
+    # Wall time of this call (data, validation passes, calibration, evaluation; a resumed run counts only
+    # its own part), next to the training steps' own seconds above.
+    model.meta["training"]["wall_seconds_this_call"] = round(time.time() - t_start, 1)
     model.save(out / name)
-    shutil.rmtree(out / f"{name}.checkpoint", ignore_errors=True)
+    remove_checkpoint(out / f"{name}.checkpoint")
     return model
 
 
@@ -690,16 +730,12 @@ def train_transformer_scorer(data_dir: str | Path | None, out: str | Path, seed:
 
 def distill_to_ngram(model: TransformerScorer, pool_texts: list[str], seed: int = 0, c: float = 8.0,
                      params: Any = None, batch_size: int = 64) -> Any:
-    """An ``NgramModel`` per emitted category trained on the transformer's calibrated scores over a pool.
-
-    Soft labels: each pool text enters once as a positive with weight p and once as a negative with weight
-    1 - p, which is exactly logistic regression on the soft target p.
-    """
-    import scipy.sparse as sp
-
+    """An ``NgramModel`` per emitted category trained on the transformer's calibrated scores over a pool
+    (soft-target logistic regression, ``training.fit_soft_logistic``). ``seed`` is recorded; the fit is
+    deterministic."""
     from dynacure.signals.hashing import NgramFeaturizer
     from dynacure.signals.toxicity import NgramModel
-    from dynacure.signals.training import fit_logistic
+    from dynacure.signals.training import fit_soft_logistic
 
     texts = [t if isinstance(t, str) else "" for t in pool_texts]
     if len(texts) < 2:
@@ -707,11 +743,9 @@ def distill_to_ngram(model: TransformerScorer, pool_texts: list[str], seed: int 
     soft = model.predict_proba(texts, batch_size).astype(np.float64)
     feat = NgramFeaturizer(params)
     x = feat.transform(texts)
-    x2 = sp.vstack([x, x]).tocsr()
-    y2 = np.r_[np.ones(len(texts), dtype=int), np.zeros(len(texts), dtype=int)]
     ws, bs = [], []
     for j in range(len(model.categories)):
-        wj, bj = fit_logistic(x2, y2, np.r_[soft[:, j], 1.0 - soft[:, j]] + 1e-9, c, seed)
+        wj, bj = fit_soft_logistic(x, soft[:, j], c)
         ws.append(wj)
         bs.append(bj)
     meta = {"seed": seed, "C": c, "part": "reward", "distilled_from": TOXICITY_TRANSFORMER,
