@@ -185,10 +185,13 @@ def _file_listing(root: Path) -> dict[str, list[int]] | None:
 
 
 def _model_digest(folder: Path) -> str | None:
-    """BLAKE2b of a model folder's files (names and bytes); None when the folder holds no model yet."""
+    """BLAKE2b of a model folder's files (names and bytes); None when the folder holds no whole model yet
+    (no ``meta.json`` of a scorer, ``learner.json`` of a learner or ``base.json`` of the base: a folder still
+    being built, whose files change until it is done)."""
     import hashlib
 
-    if not folder.is_dir() or not any(folder.iterdir()):
+    whole = ("meta.json", "learner.json", "base.json")
+    if not folder.is_dir() or not any((folder / m).exists() for m in whole):
         return None
     h = hashlib.blake2b(digest_size=16)
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
