@@ -59,8 +59,11 @@ class Units:
 
     ``kind="mean"``: the metric is ``mean(values)`` (toxicity probability: 0/1 per prompt).
     ``kind="exp_ratio"``: the metric is ``exp(sum(values) / sum(weights))`` (perplexity: summed NLL per
-    text over its word count). With ``groups`` (one label per unit) the metric is the unweighted mean over
-    groups of the group's statistic (a macro mean over domains), and resampling is stratified by group.
+    text over its word count). With ``groups`` (one label per unit) the metric is a macro mean over groups,
+    and resampling is stratified by group: for "mean" the unweighted mean of the group means, for "exp_ratio"
+    ``exp`` of the unweighted mean of the groups' ``sum(values) / sum(weights)`` (the geometric mean of the
+    groups' perplexities: per-word NLL averaged over domains, so one domain whose perplexity is orders of
+    magnitude larger does not decide the macro alone).
     ``ids`` name the units, in order, so a pairing can be checked.
     """
 
@@ -103,7 +106,10 @@ class Units:
             pos = np.arange(len(self.values)) if idx is None else np.asarray(idx)
             labels = np.asarray(self.groups)[pos]
             flat = Units(self.kind, self.values, self.weights)
-            return float(np.mean([flat.statistic(pos[labels == g]) for g in dict.fromkeys(labels.tolist())]))
+            per = [flat.statistic(pos[labels == g]) for g in dict.fromkeys(labels.tolist())]
+            if self.kind == "mean":
+                return float(np.mean(per))
+            return float(np.exp(np.mean(np.log(per))))
         v = self.values if idx is None else self.values[idx]
         if self.kind == "mean":
             return float(np.mean(v)) if len(v) else float("nan")

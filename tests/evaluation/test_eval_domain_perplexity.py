@@ -42,12 +42,13 @@ def test_text_windows_keep_whitespace_and_cut_at_max_words():
     assert text_windows("   ", lambda ws: [1] * len(ws), 10, None) == ([], 0)
 
 
-def test_units_ci_macro_is_unweighted_mean_over_domains():
+def test_units_ci_macro_is_geometric_mean_over_domains():
     # domain a: 2 texts, NLL 2+2 over 1+1 words -> ppl e^2; domain b: 1 text, NLL 3 over 3 words -> e^1
     u = Units("exp_ratio", np.array([2.0, 2.0, 3.0]), np.array([1.0, 1.0, 3.0]), ids=["x", "y", "z"],
               groups=["a", "a", "b"])
     est = units_ci(u, seed=0)
-    assert est.value == pytest.approx((math.e ** 2 + math.e) / 2)
+    # domains weigh equally in log space: exp((2 + 1) / 2), not the arithmetic (e^2 + e) / 2
+    assert est.value == pytest.approx(math.exp(1.5))
     assert est.n == 3
     # every resample keeps both domains (stratified), and each domain's texts have one ppl: no spread
     assert est.low == pytest.approx(est.value) and est.high == pytest.approx(est.value)
@@ -100,7 +101,7 @@ def test_values_are_the_learners_nll_over_whitespace_words(shared_data):
         assert res.metrics[f"word_perplexity_{d}"].value == pytest.approx(want)
         assert res.units[f"word_perplexity_{d}"].ids == [t.id for t in mine]
     per_domain = [res.metrics[f"word_perplexity_{d}"].value for d in DOMAINS]
-    assert res.metrics[MACRO].value == pytest.approx(np.mean(per_domain))
+    assert res.metrics[MACRO].value == pytest.approx(np.exp(np.mean(np.log(per_domain))))  # geometric
     assert res.metrics[MACRO].low < res.metrics[MACRO].value < res.metrics[MACRO].high
 
 

@@ -174,7 +174,8 @@ def _blocks(u: Units, n: int, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def _stats(u: Units, blocks: list[np.ndarray]) -> np.ndarray:
-    """``Units.statistic`` of every resample (row) of ``blocks``: per group, then the mean over groups."""
+    """``Units.statistic`` of every resample (row) of ``blocks``: per group, then the mean over groups (of
+    the log ratios for kind "exp_ratio", as ``Units.statistic``)."""
     per = []
     for idx in blocks:
         v = u.values[idx]
@@ -183,8 +184,11 @@ def _stats(u: Units, blocks: list[np.ndarray]) -> np.ndarray:
             continue
         w = u.weights[idx].sum(axis=1)  # type: ignore[index]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            per.append(np.where(w > 0, np.exp(v.sum(axis=1) / np.where(w > 0, w, 1.0)), np.nan))
-    return np.mean(per, axis=0)
+            per.append(np.where(w > 0, v.sum(axis=1) / np.where(w > 0, w, 1.0), np.nan))
+    if u.kind == "mean":
+        return np.mean(per, axis=0)
+    with np.errstate(over="ignore"):
+        return np.exp(np.mean(per, axis=0))
 
 
 @dataclass(frozen=True)
