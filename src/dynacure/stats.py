@@ -132,3 +132,12 @@ class Units:
         return cls(kind=d["kind"], values=np.asarray(d["values"], dtype=float),
                    weights=None if d.get("weights") is None else np.asarray(d["weights"], dtype=float),
                    ids=d.get("ids"), groups=d.get("groups"))
+
+
+def units_ci(units: Units, seed: int, n_boot: int = 1000, alpha: float = 0.05) -> Estimate:
+    """Percentile bootstrap of ``units.statistic`` over its units (stratified by group when grouped), so
+    the interval is the one the Units define."""
+    rng = np.random.default_rng(seed)
+    boots = np.array([units.statistic(units.resample(rng)) for _ in range(n_boot)], dtype=float)
+    low, high = np.nanquantile(boots, [alpha / 2, 1 - alpha / 2])
+    return Estimate(units.statistic(), float(low), float(high), len(units))

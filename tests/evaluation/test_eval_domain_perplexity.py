@@ -16,11 +16,10 @@ from dynacure.evaluation.domain_perplexity import (
     heldout_texts,
     normalise,
     text_windows,
-    units_ci,
 )
 from dynacure.evaluation.perplexity import PerplexitySuite, pack_words
 from dynacure.io.pool import POOL_SOURCES, pool_documents
-from dynacure.stats import Units
+from dynacure.stats import Units, units_ci
 
 # ---- no data needed
 

@@ -26,14 +26,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from dynacure.engines.common import (
     DONE_DIR,
@@ -50,6 +43,7 @@ from dynacure.engines.common import (
 )
 from dynacure.io.quarantine import Quarantine
 from dynacure.io.readers import CORPUS_MANIFEST, ReadStats, iter_shards, list_data_files
+from dynacure.progress import bar_columns
 from dynacure.runinfo import write_run_info
 from dynacure.signals.base import Signal, get_signal
 
@@ -189,8 +183,7 @@ def shard_progress(enabled: bool, total: int | None, label: str) -> Iterator[Cal
     if not enabled:
         yield lambda shard, n: None
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("docs"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = bar_columns("{task.description}", "docs")
     with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
         task = prog.add_task(label, total=total)
 

@@ -61,7 +61,7 @@ from dynacure.io import pool
 from dynacure.io import public_data as pdata
 from dynacure.io.idset import id_digest
 from dynacure.learners.base import Learner
-from dynacure.stats import Estimate, Units
+from dynacure.stats import Estimate, Units, units_ci
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +199,6 @@ def text_windows(text: str, count: Callable[[list[str]], list[int]], window_toke
     return pieces, len(words)
 
 
-def units_ci(units: Units, seed: int, n_boot: int = N_BOOT, alpha: float = 0.05) -> Estimate:
-    """Percentile bootstrap of ``units.statistic`` over its units (stratified by group when grouped), so
-    the interval is the one the Units define."""
-    rng = np.random.default_rng(seed)
-    boots = np.array([units.statistic(units.resample(rng)) for _ in range(n_boot)], dtype=float)
-    low, high = np.nanquantile(boots, [alpha / 2, 1 - alpha / 2])
-    return Estimate(units.statistic(), float(low), float(high), len(units))
-
-
 class DomainPerplexitySuite(Suite):
     name: ClassVar[str] = "domain_perplexity"
 
@@ -253,7 +244,7 @@ class DomainPerplexitySuite(Suite):
             u = Units("exp_ratio", nll[m], words[m], ids=[ids[j] for j in np.flatnonzero(m)])
             key = f"word_perplexity_{domain}"
             units[key] = u
-            metrics[key] = units_ci(u, seed)
+            metrics[key] = units_ci(u, seed, n_boot=N_BOOT)
             details["domains"][domain] = {
                 **counts[domain], "words": int(words[m].sum()), "tokens": int(tokens[m].sum()),
                 "windows": int(np.isin(own, np.flatnonzero(m)).sum()),
@@ -261,7 +252,7 @@ class DomainPerplexitySuite(Suite):
                 "pool_sources": list(DOMAIN_SOURCES[domain])}
         macro = Units("exp_ratio", nll, words, ids=ids, groups=doms.tolist())
         units[MACRO] = macro
-        metrics[MACRO] = units_ci(macro, seed)
+        metrics[MACRO] = units_ci(macro, seed, n_boot=N_BOOT)
         log.info("domain_perplexity: %d texts over %d domains, macro word perplexity %.1f",
                  len(texts), len(self.domains), metrics[MACRO].value)
         return SuiteResult(self.name, metrics, None, details, units)

@@ -106,6 +106,17 @@ def make_windows(words: list[str], counts: list[int], window_tokens: int) -> lis
     return [" ".join(words[a:b]) for a, b in pack_words(counts, window_tokens)]
 
 
+def score_windows(learner: Learner, windows: list[str], *, with_context: bool = True, batch_size: int = 32,
+                  progress: ProgressFn | None = None, suite: str = "", done_offset: int = 0,
+                  total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-prob and token count of each consecutive window, each scored after the previous one as
+    (unscored) context when ``with_context``."""
+    prefixes = ([""] + windows[:-1]) if with_context else [""] * len(windows)
+    conts = [(" " if p else "") + w for p, w in zip(prefixes, windows, strict=True)]
+    return batched_logprob(learner, prefixes, conts, batch_size=batch_size, progress=progress, suite=suite,
+                           done_offset=done_offset, total=total)
+
+
 class PerplexitySuite(Suite):
     name: ClassVar[str] = "perplexity"
 
@@ -145,10 +156,9 @@ class PerplexitySuite(Suite):
         total = sum(len(p[2]) for p in prepared)
         done = 0
         for name, path, windows, block_of, ids in prepared:
-            prefixes = ([""] + windows[:-1]) if self.opts.with_context else [""] * len(windows)
-            conts = [(" " if p else "") + w for p, w in zip(prefixes, windows, strict=True)]
-            lp, ntok = batched_logprob(learner, prefixes, conts, batch_size=self.opts.batch_size,
-                                       progress=self.progress, suite=self.name, done_offset=done, total=total)
+            lp, ntok = score_windows(learner, windows, with_context=self.opts.with_context,
+                                     batch_size=self.opts.batch_size, progress=self.progress, suite=self.name,
+                                     done_offset=done, total=total)
             done += len(windows)
             nwords = np.array([len(w.split()) for w in windows], dtype=float)
             metrics[f"{name}_token_ppl"] = ratio_ci(-lp, ntok, seed, transform=math.exp)

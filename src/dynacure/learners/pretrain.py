@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field
 
 from dynacure.config import StrictModel, dynacure_home
-from dynacure.io.atomic import write_json_atomic
+from dynacure.io.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,16 @@ def base_key(cfg: BaseConfig, digests: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _locate(cfg: BaseConfig, data_dir: str | Path | None,
+            root: str | Path | None) -> tuple[dict[str, Path], dict[str, str], Path]:
+    """The data files read, their digests, and the folder of the base they and ``cfg`` make."""
+    files = data_files(data_dir)
+    digests = {k: _file_digest(p) for k, p in files.items()}
+    return files, digests, (Path(root) if root is not None else base_root()) / base_key(cfg, digests)
+
+
 def base_dir(cfg: BaseConfig, data_dir: str | Path | None = None, root: str | Path | None = None) -> Path:
-    digests = {k: _file_digest(p) for k, p in data_files(data_dir).items()}
-    return (Path(root) if root is not None else base_root()) / base_key(cfg, digests)
+    return _locate(cfg, data_dir, root)[2]
 
 
 def pretraining_texts(data_dir: str | Path | None, piece_words: int) -> list[str]:
@@ -120,14 +127,10 @@ def _pieces(data_dir: str | None, piece_words: int) -> tuple[str, ...]:
 def word_perplexity(learner: Any, words: list[str]) -> float:
     """Word perplexity of consecutive ``words`` (windows of the learner's context, each after the
     previous one as context), the way the perplexity suite measures it."""
-    from dynacure.evaluation.common import batched_logprob
-    from dynacure.evaluation.perplexity import learner_context, make_windows, token_counter
+    from dynacure.evaluation.perplexity import learner_context, make_windows, score_windows, token_counter
 
     ctx = learner_context(learner) or 64
-    windows = make_windows(words, token_counter(learner)(words), ctx - 1)
-    prefixes = [""] + windows[:-1]
-    conts = [(" " if p else "") + w for p, w in zip(prefixes, windows, strict=True)]
-    lp, _ = batched_logprob(learner, prefixes, conts, batch_size=32)
+    lp, _ = score_windows(learner, make_windows(words, token_counter(learner)(words), ctx - 1))
     return float(math.exp(-lp.sum() / max(len(words), 1)))
 
 
@@ -174,9 +177,7 @@ def build_base(
     from dynacure.learners.training import train
     from dynacure.runinfo import versions
 
-    files = data_files(data_dir)
-    digests = {k: _file_digest(p) for k, p in files.items()}
-    folder = (Path(root) if root is not None else base_root()) / base_key(cfg, digests)
+    files, digests, folder = _locate(cfg, data_dir, root)
     if (folder / BASE_FILE).exists():
         read_base(folder)
         log.info("base already built: %s", folder)
@@ -193,8 +194,6 @@ def build_base(
         rng = np.random.default_rng(cfg.seed)
         pick = rng.choice(len(texts), size=min(cfg.tokenizer_docs, len(texts)), replace=False)
         tokenizer = BPETokenizer.train([texts[i] for i in np.sort(pick)], vocab_size=config.vocab_size)
-        from dynacure.io.atomic import write_text_atomic
-
         write_text_atomic(tok_path, tokenizer.to_json())
     learner = TinyGPT(config, tokenizer, seed=cfg.seed, device=device)
     valid = [w for line in public_data.wikitext2("valid", data_dir) if line.strip() for w in line.split()]

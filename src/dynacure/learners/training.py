@@ -136,6 +136,26 @@ def _find_checkpoint(ckpt_dir: Path) -> Path | None:
     return None
 
 
+def _checked_inputs(n: int, weights: Sequence[float] | None, probabilities: Sequence[float] | None,
+                    epochs: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-text loss weights (ones by default) and sampling probabilities, refused when unusable."""
+    if n == 0:
+        raise ValueError("train() got no texts")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be {n} finite values >= 0 (one per text)")
+    if probabilities is None:
+        return w, None
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if probs.shape != (n,) or not np.all(np.isfinite(probs)) or np.any(probs < 0):
+        raise ValueError(f"probabilities must be {n} finite values >= 0 (one per text)")
+    if probs.sum() <= 0:
+        raise ValueError("probabilities are all zero: nothing to sample")
+    return w, probs
+
+
 def train(
     learner: Learner,
     texts: Sequence[str],
@@ -158,20 +178,7 @@ def train(
     checkpoint of that step, so after a crash it may run again for the same step: make it idempotent).
     """
     n = len(texts)
-    if n == 0:
-        raise ValueError("train() got no texts")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"weights must be {n} finite values >= 0 (one per text)")
-    probs = None
-    if probabilities is not None:
-        probs = np.asarray(probabilities, dtype=np.float64)
-        if probs.shape != (n,) or not np.all(np.isfinite(probs)) or np.any(probs < 0):
-            raise ValueError(f"probabilities must be {n} finite values >= 0 (one per text)")
-        if probs.sum() <= 0:
-            raise ValueError("probabilities are all zero: nothing to sample")
+    w, probs = _checked_inputs(n, weights, probabilities, epochs)
     bs = int(batch_size or getattr(learner, "batch_size", 16))
     if bs < 1:
         raise ValueError(f"batch_size must be >= 1, got {bs}")
@@ -234,24 +241,11 @@ def train(
             },
         )
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
-    columns = (
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[tps]} tok/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    from dynacure.progress import bar_columns
+
+    columns = bar_columns("train", "loss {task.fields[loss]}", "{task.fields[tps]} tok/s")
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("train", total=len(batches), completed=next_batch, loss="-", tps="-")
         for b in range(next_batch, len(batches)):

@@ -430,15 +430,10 @@ def finetune(train_texts: list[str], train_y: np.ndarray, train_w: np.ndarray, v
     """
     import torch
     import torch.nn.functional as F
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
     from safetensors.torch import load_file
+
+    from dynacure.progress import bar_columns
 
     cfg = cfg or FinetuneConfig()
     y = np.asarray(train_y, dtype=np.float32)
@@ -511,9 +506,8 @@ def finetune(train_texts: list[str], train_y: np.ndarray, train_w: np.ndarray, v
                     "seconds": seconds, "examples": examples, "losses": losses,
                     "stopped_early": stopped_early}, best_changed)
 
-            columns = (TextColumn("[bold]fine-tune"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[eps]} ex/s"),
-                       TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn())
+            columns = bar_columns("fine-tune", "loss {task.fields[loss]}", "{task.fields[eps]} ex/s",
+                                  "val {task.fields[val]}")
             net.train()
             with Progress(*columns, disable=not progress) as bar:
                 task = bar.add_task("fine-tune", total=total, completed=step, loss="-", eps="-",
