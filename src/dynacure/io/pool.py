@@ -224,44 +224,39 @@ def is_pretraining_text(dataset: Literal["wikitext2", "ptb"], key: str) -> bool:
 TrainHalf = Literal["pool", "pretrain"]
 
 
-def _wiki_part(part: TrainHalf, data_dir: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for start, text, meta in wikitext_documents(pd_data.wikitext2("train", data_dir)):
-        if is_pretraining_text("wikitext2", str(meta["title"])) == (part == "pretrain"):
-            yield start, text, meta
-
-
-def _ptb_part(part: TrainHalf, data_dir: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    for start, text, meta in ptb_documents(pd_data.ptb("train", data_dir)):
-        if is_pretraining_text("ptb", str(start // PTB_BLOCK_LINES)) == (part == "pretrain"):
-            yield start, text, meta
+def _train_halves(data_dir: Path, dataset: Literal["wikitext2", "ptb"]) -> dict[TrainHalf, list[Document]]:
+    """Both halves of a clean dataset's train split as documents, in one pass over the file."""
+    if dataset == "wikitext2":
+        rows = ((start, text, str(meta["title"]), meta)
+                for start, text, meta in wikitext_documents(pd_data.wikitext2("train", data_dir)))
+    else:
+        rows = ((start, text, str(start // PTB_BLOCK_LINES), {"line": start + 1, **meta})
+                for start, text, meta in ptb_documents(pd_data.ptb("train", data_dir)))
+    out: dict[TrainHalf, list[Document]] = {"pool": [], "pretrain": []}
+    for start, text, key, meta in rows:
+        half: TrainHalf = "pretrain" if is_pretraining_text(dataset, key) else "pool"
+        out[half].append(Document(id=derive_id(f"{half}/{dataset}/train", start), text=text, source=dataset,
+                                  meta={"dataset": dataset, "split": "train", **meta}))
+    return out
 
 
 def _wikitext(data_dir: Path) -> list[Document]:
-    return [Document(id=derive_id("pool/wikitext2/train", start), text=text, source="wikitext2",
-                     meta={"dataset": "wikitext2", "split": "train", **meta})
-            for start, text, meta in _wiki_part("pool", data_dir)]
+    return _train_halves(data_dir, "wikitext2")["pool"]
 
 
 def _ptb(data_dir: Path) -> list[Document]:
-    return [Document(id=derive_id("pool/ptb/train", start), text=text, source="ptb",
-                     meta={"dataset": "ptb", "split": "train", "line": start + 1, **meta})
-            for start, text, meta in _ptb_part("pool", data_dir)]
+    return _train_halves(data_dir, "ptb")["pool"]
 
 
 def pretraining_documents(data_dir: str | os.PathLike[str] | None = None) -> list[Document]:
     """The base learner's pre-training text: the halves of WikiText-2 and PTB train that the pool lacks
     (less the few paragraphs the source files repeat verbatim in the pool half)."""
     data = Path(data_dir) if data_dir is not None else pd_data.default_data_dir()
-    docs = [Document(id=derive_id("pretrain/wikitext2/train", start), text=text, source="wikitext2",
-                     meta={"dataset": "wikitext2", "split": "train", **meta})
-            for start, text, meta in _wiki_part("pretrain", data)]
-    docs += [Document(id=derive_id("pretrain/ptb/train", start), text=text, source="ptb",
-                      meta={"dataset": "ptb", "split": "train", "line": start + 1, **meta})
-             for start, text, meta in _ptb_part("pretrain", data)]
-    in_pool = {text for _, text, _ in _wiki_part("pool", data)}
-    in_pool |= {text for _, text, _ in _ptb_part("pool", data)}
+    halves = [_train_halves(data, "wikitext2"), _train_halves(data, "ptb")]
+    in_pool = {d.text for h in halves for d in h["pool"]}
     evaluation = evaluation_lines(data)
-    return [d for d in docs if d.text not in in_pool and not _lines(d.text) & evaluation]
+    return [d for h in halves for d in h["pretrain"]
+            if d.text not in in_pool and not _lines(d.text) & evaluation]
 
 
 def _lines(text: str, min_words: int = 8) -> set[str]:
