@@ -23,7 +23,7 @@ app = typer.Typer(no_args_is_help=True)
 console = make_console()
 
 # Signals whose model `dynacure train-scorer` trains from the public data (unless the demo models are used).
-TRAINED_SIGNALS = ("toxicity_ngram", "toxicity_minilm", "alignment")
+TRAINED_SIGNALS = ("toxicity_transformer", "toxicity_ngram", "toxicity_minilm", "alignment")
 NO_DATA_NEEDED = ("demo",)  # commands that run on the built-in generated corpus alone
 
 

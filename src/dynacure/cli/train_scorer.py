@@ -4,7 +4,8 @@
 judge, judge rows only), alignment (HH-RLHF pairwise proxy) and transformer (the MiniLM encoder fine-tuned
 end to end on the reward rows: tens of minutes on 2 cores, so not in the default list; it resumes). Each
 model folder holds safetensors weights and a meta.json with its held-out figures; a summary
-``train_scorer.json`` lists them all.
+``train_scorer.json`` lists them all, and ``scorers.html`` (``report.scorers``) shows every model of the
+folder: held-out figures, per-group false-positive rates, harm categories and reliability diagrams.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def train_scorers(data_dir: Path, out: Path, which: list[str], seed: int,
                             total=1)
     write_json_atomic(out / "train_scorer.json",
                       {"format_version": 1, "seed": seed, "data_dir": str(data_dir), "scorers": summary})
+    if evaluate:
+        from dynacure.report.scorers import build_scorer_report
+
+        build_scorer_report(out)  # out/scorers.html: every model of the folder, old ones included
     return summary
 
 

@@ -41,6 +41,7 @@ from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.io.document import count_tokens
+from dynacure.selectors.common import TOXICITY_SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
 SELF_CONTAINED_SIGNALS = frozenset({"profanity", "quality", "toxicity_ngram", "pii"})
 SELF_CONTAINED_SUITES = frozenset({"toxicity", "perplexity"})
 # Signals that read a trained model folder (``model_dir`` argument, else $DYNACURE_HOME/models/<name>).
-MODEL_SIGNALS = ("toxicity_ngram", "toxicity_minilm", "alignment")
+MODEL_SIGNALS = ("toxicity_transformer", "toxicity_ngram", "toxicity_minilm", "alignment")
 
 
 def reads_public_data(cfg: ExperimentConfig) -> bool:
@@ -562,7 +563,7 @@ def _toxicity_level(docs: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.Series,
     tox_cols = [
         c
         for c in table.columns
-        if c.split("__")[0] in ("toxicity_ngram", "toxicity_minilm", "profanity")
+        if c.split("__")[0] in TOXICITY_SIGNALS
         and pd.api.types.is_numeric_dtype(table[c])
     ]
     if not tox_cols:

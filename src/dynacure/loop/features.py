@@ -27,6 +27,7 @@ EMBEDDING_COLUMN = "embedding__vector"
 ENCODER_FORMAT_VERSION = 1
 # Preference order for the two bucket axes of the bandit (first present wins).
 SAFETY_COLUMNS = (
+    "toxicity_transformer__toxicity",
     "toxicity_ngram__toxicity",
     "toxicity_minilm__toxicity",
     "profanity__toxicity",

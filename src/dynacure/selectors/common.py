@@ -13,7 +13,8 @@ from dynacure.io.idset import find_duplicates, string_chunks
 
 # Signals whose columns are toxicity categories (probability-like, in [0, 1]); the safety side of every
 # strategy takes the max over the categories present, so a document toxic in any one category counts.
-TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_ngram", "toxicity_minilm", "profanity")
+# Every signal whose columns are P(toxic) per category: the composite reward's safety term is 1 - their max.
+TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_transformer", "toxicity_ngram", "toxicity_minilm", "profanity")
 UNIQUE_IDS = "dynacure_unique_ids"
 
 
