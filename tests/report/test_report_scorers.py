@@ -23,6 +23,8 @@ def _meta(fpr_women: float, n_women: int) -> dict:
             "identity_fpr_at_0.5": {"all": {"fpr": 0.2, "n": 1000},
                                     "women": {"fpr": fpr_women, "n": n_women},
                                     "disability": {"fpr": 0.0, "n": 3}},
+            "identity_fpr_neutral": {"threshold": 0.5, "source": "BBQ unique contexts",
+                                     "all": {"fpr": 0.05, "n": 600}, "Religion": {"fpr": 0.4, "n": 100}},
             "categories": {"religion": {"n_test": 500, "positives": 40, "datasets": ["jigsaw_test"],
                                         "auroc": 0.81, "status": "ok"},
                            "ability": {"n_test": 500, "positives": 4, "datasets": ["jigsaw_test"],
@@ -50,6 +52,9 @@ def test_scorer_report_marks_misses_and_shows_intervals(tmp_path: Path) -> None:
     assert 0.5 > FPR_TARGET > 0.1
     assert cells == ["worse", "better"]
     assert "0.5 <span class='ci'>[0.352, 0.648] n=40</span>" in women
+    neutral = html[html.index('id="scorer-fpr-neutral"'):]
+    religion = re.search(r"<tr><td class=\"text\">Religion</td>(.*?)</tr>", neutral, re.S).group(1)
+    assert re.findall(r'<td class="([^"]*)">', religion) == ["worse", "worse"]  # 0.4 > 0.30 in both models
     assert "too little test data: 4 positives" in html
     assert html.count('<figure id="fig-reliability-') == 2
 

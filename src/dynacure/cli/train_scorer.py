@@ -84,6 +84,46 @@ def train_scorers(data_dir: Path, out: Path, which: list[str], seed: int,
     return summary
 
 
+def reevaluate_scorers(data_dir: Path, out: Path, which: list[str]) -> dict[str, Any]:
+    """Recompute the held-out figures of saved models under the current evaluation protocol, without
+    training (a fine-tuned transformer costs tens of minutes to retrain); rewrites each meta.json."""
+    from dynacure.signals import models, training
+    from dynacure.signals.toxicity import MiniLMHead, NgramModel
+
+    summary: dict[str, Any] = {}
+    for name in which:
+        t0 = time.time()
+        model: Any
+        if name == "transformer":
+            from dynacure.signals.transformer import (
+                TOXICITY_TRANSFORMER,
+                TransformerScorer,
+                evaluate_transformer,
+            )
+
+            path = out / TOXICITY_TRANSFORMER
+            model = TransformerScorer.load(path)
+            model.meta["heldout"] = evaluate_transformer(model, data_dir)
+        elif name in ("ngram", "judge", "minilm"):
+            folders = {"ngram": models.TOXICITY_NGRAM, "judge": models.JUDGE,
+                       "minilm": models.TOXICITY_MINILM}
+            path = out / folders[name]
+            model = (MiniLMHead.load(path) if name == "minilm"
+                     else NgramModel.load(path, which="judge" if name == "judge" else models.TOXICITY_NGRAM))
+            col = model.categories.index("toxicity")
+            model.meta["heldout"] = training.evaluate_toxicity(
+                lambda t, m=model, c=col: m.predict_proba(t)[:, c], data_dir)
+        else:
+            raise ValueError(f"--eval-only: {name} has no re-evaluation (retrain it: it takes seconds)")
+        model.save(path)
+        summary[name] = {"path": str(path), "seconds": round(time.time() - t0, 1),
+                         "heldout": model.meta["heldout"]}
+    from dynacure.report.scorers import build_scorer_report
+
+    build_scorer_report(out)
+    return summary
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train-scorer")
     @cli_errors
@@ -95,6 +135,9 @@ def register(app: typer.Typer) -> None:
                                   + " (transformer: a fine-tune of tens of minutes, resumable)"),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
         no_eval: bool = typer.Option(False, "--no-eval", help="Skip the held-out evaluation."),
+        eval_only: bool = typer.Option(False, "--eval-only",
+                                       help="Recompute the held-out figures of the saved models (ngram, "
+                                       "minilm, judge, transformer) without training."),
     ) -> None:
         """Train the learned scorers (reward toxicity, judge, alignment) with held-out metrics."""
         from dynacure.io.public_data import default_data_dir
@@ -106,7 +149,13 @@ def register(app: typer.Typer) -> None:
         import torch
 
         torch.set_num_threads(1)  # the machine is shared; MiniLM encoding is the only torch work here
-        summary = train_scorers(data_dir or default_data_dir(), target, chosen, seed, evaluate=not no_eval)
+        if eval_only and no_eval:
+            raise ValueError("--eval-only and --no-eval exclude each other")
+        if eval_only:
+            summary = reevaluate_scorers(data_dir or default_data_dir(), target, chosen)
+        else:
+            summary = train_scorers(data_dir or default_data_dir(), target, chosen, seed,
+                                    evaluate=not no_eval)
         for name, info in summary.items():
             typer.echo(f"{name}: {info['path']} ({info['seconds']}s)")
             for bench, res in (info.get("heldout") or {}).items():

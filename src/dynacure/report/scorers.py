@@ -94,28 +94,47 @@ def headline_table(models: dict[str, dict[str, Any]]) -> Markup:
     return _table(header, rows, text_cols=2, table_id="scorer-headline")
 
 
+def _fpr_cell(v: dict[str, Any] | None) -> Any:
+    if not v or v.get("fpr") is None:
+        return "n/a"
+    n = int(v["n"])
+    lo, hi = wilson(round(v["fpr"] * n), n) or (float("nan"), float("nan"))
+    text = Markup("{} <span class='ci'>[{}, {}] n={}</span>").format(fmt(v["fpr"]), fmt(lo), fmt(hi), n)
+    return {"v": text, "cls": "worse" if v["fpr"] > FPR_TARGET else "better"}
+
+
+def _group_table(sources: dict[str, tuple[dict[str, Any], str]], table_id: str) -> Markup:
+    groups = list(dict.fromkeys(g for fpr, _ in sources.values() for g in fpr
+                                if isinstance(fpr[g], dict) and "fpr" in fpr[g]))
+    header = ["group"] + [f"{n} ({rule})" for n, (_, rule) in sources.items()]
+    rows = [[g] + [_fpr_cell(fpr.get(g)) for fpr, _ in sources.values()] for g in groups]
+    return _table(header, rows, table_id=table_id)
+
+
 def fpr_table(models: dict[str, dict[str, Any]]) -> Markup:
-    sources = {n: _fpr_source(m.get("heldout") or {}) for n, m in models.items()}
-    sources = {n: s for n, s in sources.items() if s[0]}
-    if not sources:
-        return Markup("<p>No model in this folder has identity-group figures.</p>")
-    groups = list(dict.fromkeys(g for fpr, _ in sources.values() for g in fpr))
-    header = ["group"] + [f"{n} (at {rule})" for n, (_, rule) in sources.items()]
-    rows = []
-    for g in groups:
-        cells: list[Any] = [g]
-        for fpr, _ in sources.values():
-            v = fpr.get(g)
-            if not v or v.get("fpr") is None:
-                cells.append("n/a")
-                continue
-            n = int(v["n"])
-            ci = wilson(round(v["fpr"] * n), n)
-            text = Markup("{} <span class='ci'>[{}, {}] n={}</span>").format(fmt(v["fpr"]), fmt(ci[0]),
-                                                                             fmt(ci[1]), n) if ci else "n/a"
-            cells.append({"v": text, "cls": "worse" if v["fpr"] > FPR_TARGET else "better"})
-        rows.append(cells)
-    return _table(header, rows, table_id="scorer-fpr")
+    """Per identity group: pooled labelled test sets, each benchmark alone, and neutral BBQ contexts."""
+    parts = []
+    pooled = {n: _fpr_source(m.get("heldout") or {}) for n, m in models.items()}
+    pooled = {n: (f, f"at {rule}") for n, (f, rule) in pooled.items() if f}
+    if pooled:
+        parts += [Markup("<h3>Negatives of the three labelled test sets, pooled</h3>"),
+                  _group_table(pooled, "scorer-fpr")]
+    for bench in BENCHMARKS:
+        per = {n: (m["heldout"]["identity_fpr_by_benchmark"][bench], "validation threshold")
+               for n, m in models.items()
+               if bench in ((m.get("heldout") or {}).get("identity_fpr_by_benchmark") or {})}
+        if per:
+            parts += [Markup("<h3>{} negatives only</h3>").format(bench),
+                      _group_table(per, f"scorer-fpr-{bench}")]
+    neutral = {}
+    for n, m in models.items():
+        nf = (m.get("heldout") or {}).get("identity_fpr_neutral") or {}
+        if "all" in nf:
+            neutral[n] = (nf, f"score >= {nf['threshold']}")
+    if neutral:
+        parts += [Markup("<h3>Neutral texts that name a group (BBQ contexts, by BBQ category)</h3>"),
+                  _group_table(neutral, "scorer-fpr-neutral")]
+    return join(parts) if parts else Markup("<p>No model in this folder has identity-group figures.</p>")
 
 
 def categories_table(models: dict[str, dict[str, Any]]) -> Markup:
@@ -213,7 +232,10 @@ def build_scorer_report(model_dir: str | Path, out: str | Path | None = None) ->
         {"id": "groups", "title": "False positives on non-toxic texts that mention a group",
          "body": join([Markup("<p>Share of non-toxic test texts (all three benchmarks) flagged toxic, per "
                               "identity group mentioned, with a Wilson 95% interval; red above the 0.30 "
-                              "target.</p>"),
+                              "target. TweetEval hate's negatives are tweets that are not <i>hate</i>, "
+                              "many of them offensive, so a toxicity scorer flags them whatever group they "
+                              "name; the BBQ contexts are neutral by construction and isolate the mention "
+                              "of a group.</p>"),
                        fpr_table(models)])},
         {"id": "categories", "title": "Harm categories", "body": categories_table(models)},
         {"id": "reliability", "title": "Calibration",

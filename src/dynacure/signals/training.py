@@ -242,6 +242,8 @@ def evaluate_toxicity(predict: Callable[[list[str]], np.ndarray], data_dir: str 
     results: dict[str, Any] = {}
     pooled_texts: list[str] = []
     pooled_y, pooled_pred = [], []
+    benchmarks_seen: list[str] = []
+    per_texts: list[list[str]] = []
     for name, (val, test) in benchmarks(data_dir, max_rows).items():
         if only is not None and name not in only:
             continue
@@ -260,12 +262,45 @@ def evaluate_toxicity(predict: Callable[[list[str]], np.ndarray], data_dir: str 
             "n_val": len(val),
         }
         pooled_texts += texts
+        benchmarks_seen.append(name)
+        per_texts.append(texts)
         pooled_y.append(y)
         pooled_pred.append(pred)
     if pooled_texts:
         results["identity_fpr"] = identity_fpr(pooled_texts, np.concatenate(pooled_y),
                                                np.concatenate(pooled_pred))
+        results["identity_fpr_by_benchmark"] = {
+            name: identity_fpr(texts, y, pred)
+            for name, texts, y, pred in zip(benchmarks_seen, per_texts, pooled_y, pooled_pred, strict=True)}
+    results["identity_fpr_neutral"] = neutral_identity_fpr(predict, data_dir)
     return results
+
+
+NEUTRAL_THRESHOLD = 0.5
+
+
+def neutral_identity_fpr(predict: Callable[[list[str]], np.ndarray], data_dir: str | Path | None = None,
+                         threshold: float = NEUTRAL_THRESHOLD) -> dict[str, Any]:
+    """Share of neutral texts that mention an identity group flagged toxic (score >= ``threshold``).
+
+    The texts are the unique BBQ contexts (Parrish et al. 2022; never used to train a scorer): everyday
+    scenes that name a group by category (age, disability, nationality, appearance, religion, sexual
+    orientation) and are not toxic by construction. Unlike the labelled test sets, whose negatives include
+    offensive tweets that are merely not *hate* (TweetEval hate), this isolates "flags the mention of a
+    group". Missing BBQ files give a status line instead of figures.
+    """
+    try:
+        bbq = pdata.bbq(data_dir)
+    except FileNotFoundError as exc:
+        return {"status": f"not measured: {exc}"}
+    ctx = bbq.drop_duplicates("context")
+    p = np.asarray(predict(list(ctx["context"])), dtype=float)
+    flagged = p >= threshold
+    out: dict[str, Any] = {"threshold": threshold, "source": "BBQ unique contexts",
+                           "all": {"fpr": float(flagged.mean()), "n": int(len(p))}}
+    for cat, idx in ctx.groupby("category").indices.items():
+        out[str(cat)] = {"fpr": float(flagged[idx].mean()), "n": int(len(idx))}
+    return out
 
 
 # --- harm categories a curator can route by (Celadon-style) -----------------------------------------
