@@ -1,12 +1,23 @@
-"""Shared statistics: bootstrap confidence intervals used by evaluation, calibration, audits and reports."""
+"""Shared statistics: bootstrap confidence intervals used by evaluation, calibration, audits and reports.
+
+Intervals over units (prompts, pairs, texts) are ``scipy.stats.bootstrap``'s BCa intervals (bias-corrected
+and accelerated: second-order accurate where the percentile interval is only first-order, which matters
+for skewed metrics such as perplexity ratios and rare-event shares), with the rows of several arrays
+resampled together (``paired=True``). Where BCa is undefined (no spread, a statistic that is NaN on some
+resamples, fewer than two units) the percentile interval of the same resamples is reported instead. A
+grouped ``Units`` (a macro mean over domains) is resampled within each group, which ``scipy.stats.bootstrap``
+cannot do, so ``units_ci`` keeps its own stratified percentile bootstrap there.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
+from scipy import stats as sps
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,33 @@ class Estimate:
         return asdict(self)
 
 
+# Bound each (resamples x units) block scipy builds, bootstrap and jackknife alike, to ~16 MB of float64.
+_BLOCK_CELLS = 2**21
+
+
+def _interval(samples: tuple[np.ndarray, ...], statistic: Callable[..., Any], point: float, n_boot: int,
+              alpha: float, seed: int, vectorized: bool) -> tuple[float, float]:
+    """BCa interval of ``statistic`` over the units (position i of every sample is unit i), falling back
+    to the percentile interval of the same resamples where BCa is undefined; seeded by ``seed``."""
+    n = len(samples[0])
+    if n < 2:  # every resample is the one unit (scipy refuses fewer than two observations)
+        return point, point
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # Degenerate data is expected (a metric with no spread) and handled below.
+        warnings.simplefilter("ignore", sps.DegenerateDataWarning)
+        res = sps.bootstrap(samples, statistic, n_resamples=n_boot, batch=max(1, _BLOCK_CELLS // n),
+                            vectorized=vectorized, paired=True, confidence_level=1 - alpha, method="BCa",
+                            rng=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isfinite(low) and np.isfinite(high):
+        return low, high
+    boots = np.asarray(res.bootstrap_distribution, dtype=float)
+    if not np.isfinite(boots).any():
+        return float("nan"), float("nan")
+    pl, ph = np.nanquantile(np.where(np.isfinite(boots), boots, np.nan), [alpha / 2, 1 - alpha / 2])
+    return float(pl), float(ph)
+
+
 def bootstrap_ci(
     values: np.ndarray,
     statistic: Callable[[np.ndarray], float] = np.mean,
@@ -29,22 +67,25 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> Estimate:
-    """Percentile bootstrap over the first axis of ``values`` (the units: prompts, pairs, documents)."""
+    """BCa bootstrap over the first axis of ``values`` (the units: prompts, pairs, documents; the rows of a
+    2-D array are resampled whole)."""
     arr = np.asarray(values)
     n = len(arr)
     if n == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
     point = float(statistic(arr))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boots = np.array([statistic(arr[i]) for i in idx], dtype=float)
-    low, high = np.nanquantile(boots, [alpha / 2, 1 - alpha / 2])
-    return Estimate(point, float(low), float(high), n)
+    if statistic is np.mean and arr.ndim == 1:  # the common case, vectorised over resamples
+        low, high = _interval((arr.astype(float),), np.mean, point, n_boot, alpha, seed, vectorized=True)
+    else:  # any statistic of the rows: resample row positions and hand it the rows
+        low, high = _interval((np.arange(n),), lambda i: statistic(arr[i]), point, n_boot, alpha, seed,
+                              vectorized=False)
+    return Estimate(point, low, high, n)
 
 
 def paired_difference_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, alpha: float = 0.05,
                          seed: int = 0) -> Estimate:
-    """Interval on mean(a - b) over the same units (paired bootstrap)."""
+    """Interval on mean(a - b) over the same units (paired bootstrap: resampling the per-unit differences
+    draws unit i of a and of b together, the resamples ``scipy.stats.bootstrap(paired=True)`` draws)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape:
@@ -134,9 +175,25 @@ class Units:
                    ids=d.get("ids"), groups=d.get("groups"))
 
 
+def _exp_ratio(v: np.ndarray, w: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``Units.statistic`` of kind "exp_ratio" along ``axis``: exp(sum(values) / sum(weights))."""
+    total = np.sum(w, axis=axis)
+    return np.where(total > 0, np.exp(np.sum(v, axis=axis) / np.where(total > 0, total, 1.0)), np.nan)
+
+
 def units_ci(units: Units, seed: int, n_boot: int = 1000, alpha: float = 0.05) -> Estimate:
-    """Percentile bootstrap of ``units.statistic`` over its units (stratified by group when grouped), so
-    the interval is the one the Units define."""
+    """Bootstrap of ``units.statistic`` over its units, so the interval is the one the Units define: BCa
+    (``scipy.stats.bootstrap``, values and weights of a unit resampled together) without groups, a
+    stratified percentile bootstrap (resampled within each group) with groups."""
+    if units.groups is None:
+        point = units.statistic()
+        if len(units) == 0:
+            return Estimate(point, float("nan"), float("nan"), 0)
+        mean = units.kind == "mean"
+        samples = (units.values,) if mean else (units.values, np.asarray(units.weights))
+        low, high = _interval(samples, np.mean if mean else _exp_ratio, point, n_boot, alpha, seed,
+                              vectorized=True)
+        return Estimate(point, low, high, len(units))
     rng = np.random.default_rng(seed)
     boots = np.array([units.statistic(units.resample(rng)) for _ in range(n_boot)], dtype=float)
     low, high = np.nanquantile(boots, [alpha / 2, 1 - alpha / 2])

@@ -25,6 +25,7 @@ import numpy as np
 
 from dynacure.io.atomic import write_json_atomic
 from dynacure.io.attributes import write_attribute_shard
+from dynacure.io.jsonfile import InvalidJSONError, read_versioned
 from dynacure.signals.base import Signal, available_signals, get_signal
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,10 @@ def read_marker(attrs_dir: str | Path, signal: str, shard: str) -> dict[str, Any
     if not path.exists():
         return None
     try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:  # cannot happen with atomic writes; treat as not done
+        return read_versioned(path, MARKER_FORMAT_VERSION, hint="score into a new folder")
+    except InvalidJSONError as exc:  # cannot happen with atomic writes; treat as not done
         log.warning("%s: unreadable done-marker (%s); shard will be rescored", path, exc)
         return None
-    if marker.get("format_version") != MARKER_FORMAT_VERSION:
-        raise ValueError(f"{path}: field format_version is {marker.get('format_version')!r}, this dynacure "
-                         f"writes {MARKER_FORMAT_VERSION}; score into a new folder")
-    return marker
 
 
 def check_resume_compatible(attrs_dir: str | Path, names: Sequence[str],

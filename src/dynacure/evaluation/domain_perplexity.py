@@ -35,9 +35,10 @@ whitespace-separated words (``len(text.split())``) of the scored text. Metrics:
   NLL averaged over domains with equal weight). An arithmetic mean was decided by one domain: under the base's
   WikiText tokenizer tweet perplexities are ~10^5-10^6 and WikiText ~500, so every other domain vanished.
 
-Each is an ``Estimate`` whose interval is a percentile bootstrap over texts (stratified by domain for the
-macro mean), computed from its ``Units`` (kind "exp_ratio": values = NLL per text, weights = words per
-text, ids = ``<domain>:<dataset>:<row>`` style text ids, groups = domain for the macro).
+Each is an ``Estimate`` whose interval is a bootstrap over texts (BCa per domain; a percentile bootstrap
+stratified by domain for the macro mean, see ``stats.units_ci``), computed from its ``Units`` (kind
+"exp_ratio": values = NLL per text, weights = words per text, ids = ``<domain>:<dataset>:<row>`` style text
+ids, groups = domain for the macro).
 """
 
 from __future__ import annotations

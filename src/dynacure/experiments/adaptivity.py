@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 
 from dynacure.config import StrictModel
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
 
 log = logging.getLogger(__name__)
@@ -556,18 +557,11 @@ def _jsonable(x: Any) -> Any:
 
 def read_result(path: str | Path) -> dict[str, Any]:
     """``adapt.json`` of a finished run (a folder or the file), with its format version checked."""
-    import json
-
     p = Path(path)
     p = p / RESULT_FILE if p.is_dir() else p
     if not p.exists():
         raise FileNotFoundError(f"{p}: no adaptivity result (run `dynacure adapt --out DIR`)")
-    data = json.loads(p.read_text(encoding="utf-8"))
-    if data.get("format_version") != ADAPT_FORMAT_VERSION:
-        raise ValueError(
-            f"{p}: format_version {data.get('format_version')!r}, this dynacure reads {ADAPT_FORMAT_VERSION}"
-        )
-    return data
+    return read_versioned(p, ADAPT_FORMAT_VERSION)
 
 
 def plot_adaptivity(result: dict[str, Any], path: str | Path) -> Path:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from dynacure.experiments.paired import cell_units, write_paired
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,9 @@ def _f(x: Any) -> float:
 
 def cell_rows(cell_dir: Path, experiment: str, config: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of one finished cell (its metrics.json and run.json)."""
-    metrics = json.loads((cell_dir / "metrics.json").read_text())
+    metrics = read_versioned(cell_dir / "metrics.json", RESULTS_FORMAT_VERSION,
+                             hint="rerun the cell (delete its DONE file)")
     run = json.loads((cell_dir / "run.json").read_text())
-    fv = metrics.get("format_version")
-    if fv != RESULTS_FORMAT_VERSION:
-        raise ValueError(
-            f"{cell_dir / 'metrics.json'}: format_version {fv!r}, this dynacure reads "
-            f"{RESULTS_FORMAT_VERSION}; rerun the cell (delete its DONE file)"
-        )
     cell = metrics["cell"]
     eff = metrics.get("efficiency", {})
     base = {

@@ -41,6 +41,7 @@ from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.io.document import count_tokens
+from dynacure.io.jsonfile import read_versioned
 from dynacure.selectors.common import TOXICITY_SIGNALS
 
 log = logging.getLogger(__name__)
@@ -300,12 +301,7 @@ def open_workspace(cfg: ExperimentConfig, runs: str | Path) -> Workspace:
     ws.root.mkdir(parents=True, exist_ok=True)
     cur = config_dict(cfg)
     if ws.experiment.exists():
-        prev = json.loads(ws.experiment.read_text())
-        if prev.get("format_version") != EXPERIMENT_FORMAT_VERSION:
-            raise ConfigError(
-                f"{ws.experiment}: format_version {prev.get('format_version')!r}; this dynacure "
-                f"writes {EXPERIMENT_FORMAT_VERSION}: use a new RUNS folder"
-            )
+        prev = read_versioned(ws.experiment, EXPERIMENT_FORMAT_VERSION, hint="use a new RUNS folder")
         old = {k: v for k, v in _normalised(prev.get("config", {})).items() if k not in _RESUME_FREE}
         new = {k: v for k, v in cur.items() if k not in _RESUME_FREE}
         # Grid axes may grow (more seeds, strategies, budgets); what every cell shares may not change.

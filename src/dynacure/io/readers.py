@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from dynacure.io import quarantine as q
 from dynacure.io.document import Document, derive_id
 from dynacure.io.idset import IdSet
+from dynacure.io.jsonfile import read_versioned
 from dynacure.io.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
@@ -197,14 +198,7 @@ def list_data_files(path: str | os.PathLike[str]) -> tuple[Path, list[Path]]:
 
 
 def _files_from_manifest(root: Path, manifest: Path) -> list[Path]:
-    try:
-        info = orjson.loads(manifest.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{manifest}: not valid JSON ({exc})") from None
-    version = info.get("format_version") if isinstance(info, dict) else None
-    if version != CORPUS_FORMAT_VERSION:
-        raise ValueError(f"{manifest}: corpus format_version {version!r} is not supported "
-                         f"(this dynacure reads version {CORPUS_FORMAT_VERSION})")
+    info = read_versioned(manifest, CORPUS_FORMAT_VERSION, what="corpus")
     files = []
     for i, shard in enumerate(info.get("shards", [])):
         if not isinstance(shard, dict) or not isinstance(shard.get("file"), str):

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.document import Document, count_tokens
 from dynacure.io.idset import IdSet
+from dynacure.io.jsonfile import read_versioned
 from dynacure.io.readers import CORPUS_FORMAT_VERSION, CORPUS_MANIFEST, PARQUET_META_KEY
 
 log = logging.getLogger(__name__)
@@ -176,12 +177,4 @@ def read_corpus_manifest(corpus_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(corpus_dir) / CORPUS_MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a corpus folder (no {CORPUS_MANIFEST})")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or info.get("format_version") != CORPUS_FORMAT_VERSION:
-        found = info.get("format_version") if isinstance(info, dict) else None
-        raise ValueError(f"{path}: corpus format_version {found!r} is not supported "
-                         f"(this dynacure reads version {CORPUS_FORMAT_VERSION})")
-    return info
+    return read_versioned(path, CORPUS_FORMAT_VERSION, what="corpus")

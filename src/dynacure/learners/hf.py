@@ -9,7 +9,6 @@ with ``save_pretrained`` (safetensors), the tokenizer, ``optimizer.safetensors``
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 from dynacure.learners.causal_lm import CausalLMLearner, pick_device
 from dynacure.learners.presets import OptimConfig
 
@@ -240,15 +240,4 @@ class HFLearner(CausalLMLearner):
 
 def _read_meta(p: Path) -> dict[str, Any]:
     meta_path = p / "learner.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    if meta.get("kind") != KIND:
-        raise ValueError(f"{meta_path}: kind is {meta.get('kind')!r}, expected {KIND!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
-            f"(this dynacure reads version {FORMAT_VERSION})"
-        )
-    return meta
+    return read_versioned(meta_path, FORMAT_VERSION, kind=KIND)

@@ -35,6 +35,7 @@ from pydantic import Field
 
 from dynacure.config import StrictModel, dynacure_home
 from dynacure.io.atomic import write_json_atomic, write_text_atomic
+from dynacure.io.jsonfile import read_versioned
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,7 @@ def read_base(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / BASE_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no pre-trained base here (build it with `dynacure pretrain`)")
-    info = json.loads(path.read_text(encoding="utf-8"))
-    if info.get("format_version") != BASE_FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {info.get('format_version')!r}; this dynacure reads "
-                         f"{BASE_FORMAT_VERSION}: rebuild with `dynacure pretrain`")
-    return info
+    return read_versioned(path, BASE_FORMAT_VERSION, hint="rebuild with `dynacure pretrain`")
 
 
 def find_base(cfg: BaseConfig, data_dir: str | Path | None = None, root: str | Path | None = None) -> Path:

@@ -12,7 +12,6 @@ A saved learner is a folder: ``learner.json`` (format_version, kind, config, dim
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from dynacure.io.jsonfile import read_versioned
 from dynacure.learners.causal_lm import CausalLMLearner, pick_device
 from dynacure.learners.presets import GPTConfig, OptimConfig, get_preset
 from dynacure.learners.tokenizer import BPETokenizer
@@ -392,18 +392,7 @@ class TinyGPT(CausalLMLearner):
         meta_path = path / "learner.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"{meta_path}: not found (not a saved TinyGPT, or an incomplete save)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{meta_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{meta_path}: kind is {meta.get('kind')!r}, expected {KIND!r}")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
-                f"(this dynacure reads version {FORMAT_VERSION})"
-            )
-        return meta
+        return read_versioned(meta_path, FORMAT_VERSION, kind=KIND)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> TinyGPT:

@@ -16,7 +16,6 @@ number of steps.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 from dynacure.io.atomic import write_json_atomic
 from dynacure.io.document import count_tokens
+from dynacure.io.jsonfile import read_versioned
 from dynacure.learners.base import Learner
 
 log = logging.getLogger(__name__)
@@ -192,12 +192,7 @@ def train(
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     found = _find_checkpoint(ckpt_dir) if ckpt_dir is not None else None
     if found is not None:
-        state = json.loads((found / _STATE_FILE).read_text(encoding="utf-8"))
-        if state.get("format_version") != STATE_VERSION:
-            raise ValueError(
-                f"{found / _STATE_FILE}: format_version {state.get('format_version')!r} "
-                f"is not supported (expected {STATE_VERSION})"
-            )
+        state = read_versioned(found / _STATE_FILE, STATE_VERSION)
         if state.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"{found}: checkpoint belongs to a different run (data, weights, seed, budget or "

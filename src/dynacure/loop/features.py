@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dynacure.io.jsonfile import check_version
+
 log = logging.getLogger(__name__)
 
 EMBEDDING_COLUMN = "embedding__vector"
@@ -217,11 +219,7 @@ class FeatureEncoder:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureEncoder:
-        if d.get("format_version") != ENCODER_FORMAT_VERSION:
-            raise ValueError(
-                f"feature encoder format_version {d.get('format_version')!r} is not supported "
-                f"(expected {ENCODER_FORMAT_VERSION})"
-            )
+        check_version(d, "feature encoder", ENCODER_FORMAT_VERSION)
         return cls(
             d["columns"],
             np.array(d["mean"]),

@@ -9,7 +9,6 @@ features plus the learner summary. Policies are saved as safetensors weights + a
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 from dynacure.loop.features import FeatureEncoder
 
 POLICY_FORMAT_VERSION = 1
@@ -150,16 +150,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
     p = Path(path) / HEADER_FILE
     if not p.exists():
         raise FileNotFoundError(f"{p}: no policy header (is {path} a dynacure policy folder?)")
-    try:
-        header = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not valid JSON: {exc}") from None
-    if header.get("format_version") != POLICY_FORMAT_VERSION:
-        raise ValueError(
-            f"{p}: policy format_version {header.get('format_version')!r} is not supported "
-            f"(expected {POLICY_FORMAT_VERSION})"
-        )
-    return header
+    return read_versioned(p, POLICY_FORMAT_VERSION, what="policy")
 
 
 def load_policy(path: str | Path) -> Any:

@@ -9,7 +9,6 @@ same policy, learner and history as a run that was never interrupted.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 from dynacure.loop.bandit import BucketBandit
 from dynacure.loop.config import LOOP_FORMAT_VERSION, LoopConfig
 from dynacure.loop.env import SUMMARY_FIELDS, CurationEnv
@@ -180,17 +180,9 @@ class LoopTrainer:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return read_versioned(path, LOOP_FORMAT_VERSION, what="checkpoint")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: missing checkpoint file") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    if data.get("format_version") != LOOP_FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: checkpoint format_version {data.get('format_version')!r} is not supported "
-            f"(expected {LOOP_FORMAT_VERSION})"
-        )
-    return data
 
 
 def _np_global_state() -> dict[str, Any]:

@@ -11,7 +11,6 @@ result is flagged and a warning logged (CJE: do not report a level there). Saved
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from dynacure.io.atomic import write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,7 @@ class IsotonicCalibrator:
     @classmethod
     def load(cls, path: str | Path) -> IsotonicCalibrator:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
-        if data.get("kind") != KIND:
-            raise ValueError(f"{p}: field kind is {data.get('kind')!r}, expected {KIND!r}")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{p}: field format_version is {data.get('format_version')!r}; this dynacure "
-                             f"reads {FORMAT_VERSION}")
+        data = read_versioned(p, FORMAT_VERSION, kind=KIND)
         for key in ("probe_scores", "probe_labels", "knots_x", "knots_y"):
             if key not in data:
                 raise ValueError(f"{p}: missing field {key!r}")

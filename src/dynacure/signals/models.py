@@ -8,7 +8,6 @@ is refused with a message that says what was found and what to do.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from dynacure.config import HOME_ENV, dynacure_home
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -77,16 +77,8 @@ def load_model(path: str | Path, kind: str, which: str | None = None) -> SavedMo
     meta_path = folder / META_FILE
     if not meta_path.exists():
         raise ModelMissingError(missing_message(folder, which or kind))
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{meta_path}: field format_version is {version!r}, this dynacure reads "
-                         f"{FORMAT_VERSION}; retrain it with `dynacure train-scorer`")
-    if meta.get("kind") != kind:
-        raise ValueError(f"{meta_path}: field kind is {meta.get('kind')!r}, expected {kind!r}")
+    meta = read_versioned(meta_path, FORMAT_VERSION, kind=kind,
+                          hint="retrain it with `dynacure train-scorer`")
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise ModelMissingError(f"{weights}: weights file missing next to {META_FILE}; retrain the model")

@@ -44,6 +44,7 @@ from pydantic import Field
 
 from dynacure.config import StrictModel
 from dynacure.io.atomic import atomic_path, write_json_atomic
+from dynacure.io.jsonfile import read_versioned
 from dynacure.signals.base import Resources, Signal, register_signal
 from dynacure.signals.models import ModelMissingError, SavedModel, load_model, resolve, save_model
 
@@ -389,14 +390,7 @@ def _read_checkpoint(folder: Path, fingerprint: str) -> dict[str, Any] | None:
     path = folder / "state.json"
     if not path.exists():
         return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}; delete {folder}") from None
-    if state.get("kind") != CHECKPOINT_KIND or state.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: not a version-{CHECKPOINT_VERSION} {CHECKPOINT_KIND} (kind "
-                         f"{state.get('kind')!r}, format_version {state.get('format_version')!r}); delete "
-                         f"{folder}")
+    state = read_versioned(path, CHECKPOINT_VERSION, kind=CHECKPOINT_KIND, hint=f"delete {folder}")
     if state.get("fingerprint") != fingerprint:
         raise ValueError(f"{path}: checkpoint was made with other settings or data (fingerprint "
                          f"{str(state.get('fingerprint'))[:12]}... vs {fingerprint[:12]}...); delete "

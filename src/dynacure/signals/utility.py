@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dynacure.io.jsonfile import check_version
 from dynacure.signals.base import Resources, Signal, register_signal
 
 log = logging.getLogger(__name__)
@@ -263,10 +264,8 @@ class ReferenceLM:
         from dynacure.signals.models import load_model
 
         saved = load_model(folder, LM_KIND)
-        m = saved.meta
-        if m.get("lm_format_version") != LM_FORMAT_VERSION:
-            raise ValueError(f"{Path(folder) / 'meta.json'}: field lm_format_version is "
-                             f"{m.get('lm_format_version')!r}, this dynacure reads {LM_FORMAT_VERSION}")
+        m = check_version(saved.meta, Path(folder) / "meta.json", LM_FORMAT_VERSION,
+                          field="lm_format_version")
         a = saved.arrays
         return cls(int(m["bits"]), float(m["discount"]), float(m["alpha"]), a["keys"], a["counts"],
                    a["ctx_count"], a["ctx_types"], a["cont_types"], meta=m)
