@@ -2,17 +2,14 @@
 env samples, learner trains, probes every K steps, policy updates) against plain training of the same
 learner on the same number of learner tokens, in one run. Target: ratio <= 1.15.
 
-    python benchmarks/loop_overhead.py [--algorithm ppo|bandit|reinforce] [--steps 48] [--docs 1200]
+    python benchmarks/loop_overhead.py [--algorithm ppo|bandit|reinforce] [--steps 48]
+        [--steps-multipliers 1 4] [--docs 1200] [--probe-every K] [--json out.json] [--profile]
 
 Both runs start from the same initial weights (same seed) on the same generated demo corpus; the plain run
 trains on randomly drawn documents with the same batch size until it has seen as many tokens as the loop's
-learner did. ``--profile`` prints where the loop's time goes.
-
-Measured 2026-11-23 on the shared 2-core box (one thread, PPO, 48 steps, 1200 docs): 2.06x wall, 1.74x CPU
-(profiled run); an unprofiled run printed 0.92x wall because the plain run saw a heavier load, so read the
-CPU ratio on a busy machine. Of the loop's time, ~59% is the learner's own training and ~39% the model
-probes (held-out loss 26%, of which most is ``F.cross_entropy`` on a transposed tensor in
-``CausalLM._sum_nll``; generations 12%); the policy and env bookkeeping are the remaining few per cent.
+learner did. The loop runs at ``--steps`` times each multiplier (default 48 and 192 steps), each against its
+own plain run, printed side by side with the seconds the model probes took. ``--profile`` prints where the
+loop's time goes. Figures and the command: docs/RELIABILITY.md, section 7.
 """
 
 from __future__ import annotations
@@ -83,8 +80,9 @@ def measure(table, texts: list[str], args: argparse.Namespace, steps: int) -> di
     from dynacure.loop.probes import build_probes
     from dynacure.loop.trainer import LoopTrainer, make_agent
 
+    schedule = {} if args.probe_every is None else {"probe_every": args.probe_every}
     cfg = LoopConfig(algorithm=args.algorithm, steps=steps, w_s=0.7, w_a=0.0, w_u=0.3, refine=False,
-                     learner_preset=args.preset, seed=0)
+                     learner_preset=args.preset, seed=0, **schedule)
 
     # --- the closed loop -------------------------------------------------------------------------------
     loop_learner = CountingLearner(TinyGPT.create(texts, preset=args.preset, seed=0))
@@ -141,6 +139,8 @@ def main() -> None:
     ap.add_argument("--steps-multipliers", type=int, nargs="+", default=[1, 4],
                     help="run the loop at --steps times each of these (default: 1 4), printed side by side")
     ap.add_argument("--docs", type=int, default=1200)
+    ap.add_argument("--probe-every", type=int, default=None,
+                    help="probe period K (default: LoopConfig's); the target is about the default")
     ap.add_argument("--preset", default="nano")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
