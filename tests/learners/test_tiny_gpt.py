@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dynacure.learners import load_learner
-from dynacure.learners.tiny_gpt import TinyGPT
+from dynacure.learners.tiny_gpt import TinyGPT, sort_descending
 
 CORPUS = [
     "the red fox jumps over the sleeping dog near the river bank.",
@@ -170,6 +170,29 @@ def test_sampling_is_seeded_and_shaped() -> None:
     assert len(set(a[0])) > 1  # an untrained model's samples differ
     with pytest.raises(ValueError, match="context"):
         m.generate(["x"], max_new_tokens=m.n_ctx)
+
+
+def test_sort_descending_is_torchs_stable_sort_and_keeps_generations(monkeypatch) -> None:
+    """The nucleus sampler's packed-key sort gives torch's stable descending sort, ties in id order (the
+    rows below have ties and zeros), so generations equal those of a sampler that sorts with torch."""
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(6, 300, generator=gen), -1)
+    probs[:, 40:60] = probs[:, 3:4]  # ties, inside and outside the nucleus
+    probs[0, 100:] = 0.0
+    values, ids = sort_descending(probs)
+    ref_values, ref_ids = torch.sort(probs, dim=-1, descending=True, stable=True)
+    assert torch.equal(ids, ref_ids) and torch.equal(values, ref_values)
+
+    m = make(seed=2)
+    for _ in range(5):
+        m.train_step(CORPUS)
+    prompts = ["the red", "my", "seven silver"]
+    fast = m.generate(prompts, num_samples=4, max_new_tokens=10, top_p=0.9, seed=3)
+    import dynacure.learners.tiny_gpt as tiny_gpt
+
+    monkeypatch.setattr(tiny_gpt, "sort_descending",
+                        lambda p: torch.sort(p, dim=-1, descending=True, stable=True))
+    assert m.generate(prompts, num_samples=4, max_new_tokens=10, top_p=0.9, seed=3) == fast
 
 
 def test_resume_from_save_equals_straight_training(tmp_path) -> None:
