@@ -1,4 +1,4 @@
-"""A real 2-node Ray cluster on this machine: Ray tasks score like the local engine, and survive a dead worker.
+"""A real 2-node Ray cluster on this machine: Ray tasks score like the local engine and survive a dead worker.
 
 Two ``ray start`` nodes (a head and a second node, 1 CPU each) under a private temp dir; the engine
 connects through RAY_ADDRESS (set inside the test only). Checks: every attribute table is byte-identical to
@@ -11,6 +11,7 @@ dir in their command line and ended by PID (``ray stop`` would stop every Ray on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,10 +64,8 @@ def _pids_under(temp: Path) -> list[int]:
 def _end(pids: list[int]) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 5
         while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
