@@ -2,7 +2,7 @@
 
 Both engines (``local``: inline or a process pool; ``ray``: Ray tasks) run ``score_task`` on an
 ``dynacure.engines.executor`` executor: the worker reads its own shard (``ScoreTask.spans``, via
-``dynacure.io.readers.read_span``), checks its done-markers, scores what is left and writes
+``dynacure.io.readers.read_span_texts``), checks its done-markers, scores what is left and writes
 ``ATTRS/<signal>/<shard>.parquet`` (``dynacure.io.attributes.write_attribute_shard``), then the marker
 ``ATTRS/<signal>/_done/<shard>.json``; the driver receives only counts, seconds and quarantine entries.
 So both engines write byte-identical attribute tables and either can resume the other's run.
@@ -29,9 +29,8 @@ import numpy as np
 
 from dynacure.io.atomic import write_json_atomic
 from dynacure.io.attributes import write_attribute_shard
-from dynacure.io.idset import IdSet
 from dynacure.io.quarantine import Quarantine
-from dynacure.io.readers import Span, read_span
+from dynacure.io.readers import Span, read_span_texts
 from dynacure.signals.base import Signal, available_signals, get_signal
 
 log = logging.getLogger(__name__)
@@ -218,12 +217,12 @@ def write_shard_outputs(attrs_dir: str | Path, signal_name: str, shard: str, ids
 
 
 def score_shard(signal: Signal, signal_name: str, attrs_dir: str | Path, shard: str, ids: list[str],
-                texts: list[str], kwargs: Mapping[str, Any]) -> float:
+                texts: list[str], kwargs: Mapping[str, Any], params: Mapping[str, Any]) -> float:
     """Score one shard with one signal and write its outputs; returns the seconds spent in ``score``."""
     t0 = time.perf_counter()
     columns = score_texts(signal, texts) if texts else None
     seconds = time.perf_counter() - t0
-    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, signal.params())
+    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, params)
     return seconds
 
 
@@ -244,27 +243,28 @@ class ScoreTask:
 
 
 # One cache per worker process: each signal (per keyword arguments) is built once and kept for every shard
-# the process scores. Inline runs put the pre-flight's signals here (``cached_signals``).
-_WORKER_SIGNALS: dict[str, Signal] = {}
+# the process scores, with its params (asked once: they may read package metadata, ~2 ms a call).
+# Inline runs put the pre-flight's signals here (``cached_signals``).
+_WORKER_SIGNALS: dict[str, tuple[Signal, dict[str, Any]]] = {}
 
 
 def _cache_key(name: str, kwargs: Mapping[str, Any]) -> str:
     return f"{name}\x00{json.dumps(dict(kwargs), sort_keys=True)}"
 
 
-def _signal_for(name: str, kwargs: Mapping[str, Any]) -> Signal:
+def _signal_for(name: str, kwargs: Mapping[str, Any]) -> tuple[Signal, dict[str, Any]]:
     key = _cache_key(name, kwargs)
-    sig = _WORKER_SIGNALS.get(key)
-    if sig is None:
+    cached = _WORKER_SIGNALS.get(key)
+    if cached is None:
         sig = get_signal(name, **kwargs)
-        _WORKER_SIGNALS[key] = sig
-    return sig
+        cached = _WORKER_SIGNALS[key] = (sig, json_safe(sig.params()))
+    return cached
 
 
 @contextlib.contextmanager
 def cached_signals(built: Mapping[str, Signal], kwargs: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
     """Serve ``built`` to inline ``score_task`` calls, for one run only (a later run rebuilds its models)."""
-    keys = {_cache_key(n, kwargs[n]): s for n, s in built.items()}
+    keys = {_cache_key(n, kwargs[n]): (s, json_safe(s.params())) for n, s in built.items()}
     _WORKER_SIGNALS.update(keys)
     try:
         yield
@@ -278,19 +278,18 @@ def score_task(task: ScoreTask) -> dict[str, Any]:
 
     Runs in a worker. Returns the counts the driver adds up: documents and records read, the seconds in
     each signal's ``score``, the signals resumed, their params, and the records quarantined while reading
-    (``read_span`` quarantines only what the planning read did not already).
+    (``read_span_texts`` quarantines only what the planning read did not already).
     """
     quar = Quarantine()
-    seen = IdSet()
-    docs = []
+    seen: set[str] = set()  # one shard's ids: a plain set is cheaper than an IdSet at this size
+    ids: list[str] = []
+    texts: list[str] = []
     n_read = 0
     for span in task.spans:
-        got, n = read_span(span, quar, seen, text_field=task.text_field)
-        docs.extend(got)
+        got_ids, got_texts, n = read_span_texts(span, quar, seen, text_field=task.text_field)
+        ids.extend(got_ids)
+        texts.extend(got_texts)
         n_read += n
-    ids = [d.id for d in docs]
-    texts = [d.text for d in docs]
-    del docs
     seconds: dict[str, float] = {}
     params: dict[str, Any] = {}
     resumed: list[str] = []
@@ -298,12 +297,12 @@ def score_task(task: ScoreTask) -> dict[str, Any]:
         if shard_is_done(task.attrs_dir, name, task.shard, ids):
             resumed.append(name)
             continue
-        sig = _signal_for(name, task.kwargs[name])
+        sig, params[name] = _signal_for(name, task.kwargs[name])
         try:
-            seconds[name] = score_shard(sig, name, task.attrs_dir, task.shard, ids, texts, task.kwargs[name])
+            seconds[name] = score_shard(sig, name, task.attrs_dir, task.shard, ids, texts, task.kwargs[name],
+                                        params[name])
         except Exception as exc:
             exc.add_note(f"while scoring {task.shard} with signal {name!r}")
             raise
-        params[name] = json_safe(sig.params())
     return {"shard": task.shard, "n_docs": len(ids), "n_read": n_read, "seconds": seconds,
             "resumed": resumed, "params": params, "quarantine": quar.entries}

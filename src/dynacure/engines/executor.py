@@ -40,9 +40,11 @@ R = TypeVar("R")
 
 # Imported once by the fork server; each worker forked from it starts with them loaded. With spawn, every
 # worker paid the import of scikit-learn/scipy itself (seconds each on a busy 2-core machine), which on a
-# 20k-document corpus cost more than the scoring.
+# 20k-document corpus cost more than the scoring. ``profanity_check`` loads its model when imported: once
+# here instead of once per worker per run (the fork server outlives a run's pool). A module that is not
+# installed is skipped by the fork server.
 _PRELOAD = ("dynacure.engines.common", "dynacure.signals.toxicity", "dynacure.signals.utility",
-            "dynacure.signals.pii", "dynacure.signals.alignment")
+            "dynacure.signals.pii", "dynacure.signals.alignment", "profanity_check")
 
 
 class Executor(Protocol):

@@ -126,10 +126,11 @@ class Shard:
 
 @dataclass
 class Span:
-    """Records ``start..stop`` (1-based ordinals of the records a file yields) of one file, for ``read_span``.
+    """Records ``start..stop`` (1-based ordinals of the records a file yields) of one file.
 
-    ``skip`` lists the ordinals of the span that the planning read quarantined (its run-wide duplicate-id
-    check included), so a worker reading the span again neither re-checks them nor counts them twice.
+    Read again by ``read_span_texts`` (in a worker). ``skip`` lists the ordinals of the span that the
+    planning read quarantined (its run-wide duplicate-id check included), so a worker reading the span
+    again neither re-checks them nor counts them twice.
     ``rel`` and ``source`` are what ``iter_shards`` derives ids and the default source from.
     """
 
@@ -432,6 +433,26 @@ def _iter_records(path: Path, text_field: str, text_mode: TextMode, max_line_byt
 
 def _record_to_doc(rec: dict[str, Any], *, rel: str, position: int, text_field: str, id_field: str,
                    default_source: str, max_chars: int) -> Document | _Bad:
+    checked = _id_and_text(rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
+                           max_chars=max_chars)
+    if isinstance(checked, _Bad):
+        return checked
+    doc_id, text = checked
+    src = rec.get("source")
+    source = src if isinstance(src, str) and src else default_source
+    meta_in = rec.get("meta")
+    meta: dict[str, Any] = dict(meta_in) if isinstance(meta_in, dict) else {}
+    if meta_in is not None and not isinstance(meta_in, dict):
+        meta["meta"] = meta_in
+    for k, v in rec.items():
+        if k not in (text_field, id_field, "source", "meta"):
+            meta[k] = v
+    return Document(id=doc_id, text=text, source=source, meta=meta)
+
+
+def _id_and_text(rec: dict[str, Any], *, rel: str, position: int, text_field: str, id_field: str,
+                 max_chars: int) -> tuple[str, str] | _Bad:
+    """A record's id and text, or why it cannot be a document (every check a reader makes of a record)."""
     if text_field not in rec or rec[text_field] is None:
         return _Bad(q.MISSING_TEXT, rec, f"field {text_field!r} missing")
     text = rec[text_field]
@@ -450,16 +471,7 @@ def _record_to_doc(rec: dict[str, Any], *, rel: str, position: int, text_field: 
         doc_id = str(raw_id)
     else:
         return _Bad(q.BAD_ID, rec, f"field {id_field!r} must be a non-empty string or an integer")
-    src = rec.get("source")
-    source = src if isinstance(src, str) and src else default_source
-    meta_in = rec.get("meta")
-    meta: dict[str, Any] = dict(meta_in) if isinstance(meta_in, dict) else {}
-    if meta_in is not None and not isinstance(meta_in, dict):
-        meta["meta"] = meta_in
-    for k, v in rec.items():
-        if k not in (text_field, id_field, "source", "meta"):
-            meta[k] = v
-    return Document(id=doc_id, text=text, source=source, meta=meta)
+    return doc_id, text
 
 
 def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: ReadStats, *, text_field: str,
@@ -468,7 +480,7 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
                max_line_bytes: int | None) -> Iterator[tuple[Document | None, str, int, str, str]]:
     """(document, file, ordinal, rel, source) for each kept record, (None, ...) for each quarantined one.
 
-    ``ordinal`` counts the records the file yielded so far (1-based), which ``read_span`` counts alike.
+    ``ordinal`` counts the records the file yielded so far (1-based), which ``read_span_texts`` counts alike.
     """
     if on_file_error not in ("quarantine", "raise"):
         raise ValueError(f"on_file_error must be 'quarantine' or 'raise', not {on_file_error!r}")
@@ -575,7 +587,7 @@ def manifest_spans(path: str | os.PathLike[str], shard_size: int) -> list[list[S
 
     None unless ``path`` is a folder with a ``corpus.json`` listing every file's ``n_docs`` (a
     ``write_corpus`` folder, whose records are all valid documents with unique ids): then no record needs
-    reading to know where each shard starts. ``read_span`` still checks every record it reads.
+    reading to know where each shard starts. ``read_span_texts`` still checks every record it reads.
     """
     root = Path(path)
     manifest = root / CORPUS_MANIFEST
@@ -603,23 +615,26 @@ def manifest_spans(path: str | os.PathLike[str], shard_size: int) -> list[list[S
     return shards
 
 
-def read_span(span: Span, quarantine: Quarantine, seen: IdSet, *, text_field: str | None = None,
-              id_field: str = "id", text_mode: TextMode = "line", max_chars: int = DEFAULT_MAX_CHARS,
-              batch_size: int = 1024, max_line_bytes: int | None = None) -> tuple[list[Document], int]:
-    """The documents of one ``Span`` and the number of records read (skipped ordinals not counted).
+def read_span_texts(span: Span, quarantine: Quarantine, seen: set[str], *, text_field: str | None = None,
+                    id_field: str = "id", text_mode: TextMode = "line", max_chars: int = DEFAULT_MAX_CHARS,
+                    batch_size: int = 1024, max_line_bytes: int | None = None
+                    ) -> tuple[list[str], list[str], int]:
+    """(ids, texts, records read) of one ``Span``; skipped ordinals are neither read nor counted.
 
-    How a worker reads its own shard: the same parsing and checks as ``iter_shards``, over the span's
-    records only. A record that is unusable now but was not skipped (the span was planned from a
-    ``corpus.json``, or the file changed since it was planned) goes to ``quarantine``; the duplicate-id
-    check covers the ids in ``seen`` (the worker's shard), the run-wide check is the planner's.
-    Records before ``span.start`` are parsed and passed over: a shard of a long file costs reading the
-    file up to it, and a ``write_corpus`` folder has one file per shard.
+    How a worker reads its own shard: the same parsing and checks as ``iter_shards`` over the span's
+    records only, keeping only what scoring needs (no ``Document``, source or meta). A record that is
+    unusable now but was not skipped (the span was planned from a ``corpus.json``, or the file changed
+    since it was planned) goes to ``quarantine``; the duplicate-id check covers the ids in ``seen`` (the
+    worker's shard), the run-wide check is the planner's. Records before ``span.start`` are parsed and passed
+    over: a shard in the middle of a long file costs reading the file up to it (a ``write_corpus`` folder has
+    one file per shard).
     """
     text_field = text_field if text_field is not None else current_text_field()
     f = Path(span.file)
     max_line_bytes = max_line_bytes or 8 * max_chars + (1 << 20)
     skip = set(span.skip)
-    docs: list[Document] = []
+    ids: list[str] = []
+    texts: list[str] = []
     n_read = 0
     ordinal = 0
     try:
@@ -630,20 +645,22 @@ def read_span(span: Span, quarantine: Quarantine, seen: IdSet, *, text_field: st
             if ordinal > span.stop:
                 break
             n_read += 1
-            item = rec if isinstance(rec, _Bad) else _record_to_doc(
+            item = rec if isinstance(rec, _Bad) else _id_and_text(
                 rec, rel=span.rel, position=position, text_field=text_field, id_field=id_field,
-                default_source=span.source, max_chars=max_chars)
-            if isinstance(item, Document):
-                if seen.add(item.id):
-                    docs.append(item)
+                max_chars=max_chars)
+            if not isinstance(item, _Bad):
+                if item[0] not in seen:
+                    seen.add(item[0])
+                    ids.append(item[0])
+                    texts.append(item[1])
                     continue
-                item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
+                item = _Bad(q.DUPLICATE_ID, rec, f"id {item[0]!r} already read in this run")
             _quarantine_bad(quarantine, f, position, item, raw)
     except _FileBroken as exc:
         if ordinal + 1 not in skip and ordinal < span.stop:  # one entry for the rest of the span
             n_read += 1
             quarantine.add(f, exc.position, q.UNREADABLE_FILE, "", exc.detail)
-    return docs, n_read
+    return ids, texts, n_read
 
 
 def read_documents(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[Document]:
