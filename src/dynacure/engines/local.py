@@ -167,7 +167,8 @@ def plan_tasks(corpus_path: str | Path, shard_size: int, attrs: Path, names: Seq
 
     planned = manifest_spans(corpus_path, shard_size)
     if planned is not None:
-        promised = sum(s.stop - s.start + 1 for spans in planned for s in spans)
+        promised = sum(s.get("n_docs", 0) for s in json.loads(
+            (Path(corpus_path) / CORPUS_MANIFEST).read_text(encoding="utf-8"))["shards"])
         return (task(f"shard-{i:05d}", spans) for i, spans in enumerate(planned)), promised
     shards = iter_shards(corpus_path, shard_size=shard_size, quarantine=quar, stats=stats)
     return (task(shard.name, shard.spans) for shard in shards), None

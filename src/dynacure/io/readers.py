@@ -131,14 +131,16 @@ class Span:
     Read again by ``read_span_texts`` (in a worker). ``skip`` lists the ordinals of the span that the
     planning read quarantined (its run-wide duplicate-id check included), so a worker reading the span
     again neither re-checks them nor counts them twice.
-    ``rel`` and ``source`` are what ``iter_shards`` derives ids and the default source from.
+    ``rel`` and ``source`` are what ``iter_shards`` derives ids and the default source from. ``stop=None``:
+    to the end of the file (a plan from ``corpus.json`` ends each file's last span so, so records the
+    file holds beyond its listed count are still read and accounted for).
     """
 
     file: str
     rel: str
     source: str
     start: int
-    stop: int
+    stop: int | None
     skip: list[int] = field(default_factory=list)
 
 
@@ -609,7 +611,8 @@ def manifest_spans(path: str | os.PathLike[str], shard_size: int) -> list[list[S
                 shards.append([])
                 room = shard_size
             take = min(room, n - start + 1)
-            shards[-1].append(Span(str(f), rel, source, start, start + take - 1))
+            stop = start + take - 1
+            shards[-1].append(Span(str(f), rel, source, start, stop if stop < n else None))
             start += take
             room -= take
     return shards
@@ -642,7 +645,7 @@ def read_span_texts(span: Span, quarantine: Quarantine, seen: set[str], *, text_
                 _iter_records(f, text_field, text_mode, max_line_bytes, batch_size), start=1):
             if ordinal < span.start or ordinal in skip:
                 continue
-            if ordinal > span.stop:
+            if span.stop is not None and ordinal > span.stop:
                 break
             n_read += 1
             item = rec if isinstance(rec, _Bad) else _id_and_text(
@@ -657,7 +660,7 @@ def read_span_texts(span: Span, quarantine: Quarantine, seen: set[str], *, text_
                 item = _Bad(q.DUPLICATE_ID, rec, f"id {item[0]!r} already read in this run")
             _quarantine_bad(quarantine, f, position, item, raw)
     except _FileBroken as exc:
-        if ordinal + 1 not in skip and ordinal < span.stop:  # one entry for the rest of the span
+        if ordinal + 1 not in skip and (span.stop is None or ordinal < span.stop):  # one entry: the rest
             n_read += 1
             quarantine.add(f, exc.position, q.UNREADABLE_FILE, "", exc.detail)
     return ids, texts, n_read
