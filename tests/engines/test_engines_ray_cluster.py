@@ -12,7 +12,6 @@ dir in their command line and ended by PID (``ray stop`` would stop every Ray on
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from engines_corpus import write_jsonl_with_bad_lines
+from engines_corpus import attr_tables, done_markers, write_jsonl_with_bad_lines
 
 import dynacure
 from dynacure.engines.local import score_corpus as score_local
@@ -102,19 +101,6 @@ def cluster() -> Iterator[tuple[str, dict[str, str]]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _tables(attrs: Path) -> dict[str, bytes]:
-    return {p.relative_to(attrs).as_posix(): p.read_bytes() for p in sorted(attrs.glob("*/*.parquet"))}
-
-
-def _markers(attrs: Path) -> dict[str, dict]:
-    out = {}
-    for p in sorted(attrs.glob("*/_done/*.json")):
-        m = json.loads(p.read_text())
-        m.pop("seconds")  # wall time of the run that wrote it
-        out[p.relative_to(attrs).as_posix()] = m
-    return out
-
-
 def _ids(attrs: Path, signal_name: str) -> list[str]:
     ids: list[str] = []
     for f in sorted((attrs / signal_name).glob("*.parquet")):
@@ -135,7 +121,7 @@ def test_two_node_cluster_equals_local_and_retries_a_dead_worker(tmp_path, clust
     good = write_jsonl_with_bad_lines(corpus, 450, seed=7, every=60)
     local = tmp_path / "local"
     sl = score_local(corpus, SIGNALS, local, shard_size=SHARD, workers=1, progress=False)
-    assert sl.n_docs == 450 and sl.n_quarantined == 7 and len(_tables(local)) == 2 * 5
+    assert sl.n_docs == 450 and sl.n_quarantined == 7 and len(attr_tables(local)) == 2 * 5
 
     try:
         on_ray = tmp_path / "ray"
@@ -143,8 +129,8 @@ def test_two_node_cluster_equals_local_and_retries_a_dead_worker(tmp_path, clust
         alive = [n for n in ray.nodes() if n["Alive"]]
         assert len(alive) == 2 and ray.cluster_resources()["CPU"] == 2
         assert sr.accounting_errors() == [] and (sr.n_docs, sr.n_quarantined) == (450, 7)
-        assert _tables(on_ray) == _tables(local)  # byte for byte
-        assert _markers(on_ray) == _markers(local)
+        assert attr_tables(on_ray) == attr_tables(local)  # byte for byte
+        assert done_markers(on_ray) == done_markers(local)
         assert (on_ray / "quarantine.jsonl").read_bytes() == (local / "quarantine.jsonl").read_bytes()
 
         # A worker dies on the first attempt of two tasks: shard 1 before writing anything, shard 3 after
@@ -182,8 +168,8 @@ def test_two_node_cluster_equals_local_and_retries_a_dead_worker(tmp_path, clust
         assert sc.scored_docs == {"profanity": 450 - SHARD, "pii": 450 - SHARD}
         for name in SIGNALS.split(","):
             assert _ids(crashed, name) == good  # every document once, in order
-        assert _tables(crashed) == _tables(local)
-        assert _markers(crashed) == _markers(local)
+        assert attr_tables(crashed) == attr_tables(local)
+        assert done_markers(crashed) == done_markers(local)
         assert not list(crashed.rglob("*.tmp"))
     finally:
         ray.shutdown()
