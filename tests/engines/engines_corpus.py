@@ -1,4 +1,4 @@
-"""Engine-test helpers: generated demo documents written as JSONL with broken lines injected."""
+"""Engine-test helpers: demo documents as JSONL with broken lines injected; an ATTRS folder's files."""
 
 from __future__ import annotations
 
@@ -29,3 +29,18 @@ def write_jsonl_with_bad_lines(path: Path, n_docs: int, seed: int = 0, every: in
             fh.write(json.dumps({"id": d.id, "text": d.text, "source": d.source}) + "\n")
             ids.append(d.id)
     return ids
+
+
+def attr_tables(attrs: Path) -> dict[str, bytes]:
+    """Every attribute table of an ATTRS folder, by relative path, as bytes."""
+    return {p.relative_to(attrs).as_posix(): p.read_bytes() for p in sorted(attrs.glob("*/*.parquet"))}
+
+
+def done_markers(attrs: Path) -> dict[str, dict]:
+    """Every done-marker of an ATTRS folder, by relative path, without its ``seconds`` (wall time)."""
+    out = {}
+    for p in sorted(attrs.glob("*/_done/*.json")):
+        m = json.loads(p.read_text())
+        m.pop("seconds")
+        out[p.relative_to(attrs).as_posix()] = m
+    return out

@@ -28,8 +28,8 @@ def test_ray_equals_local(tmp_path, ray_cluster):
     ids = write_jsonl_with_bad_lines(corpus, 250, seed=5, every=50)
     local, rayd = tmp_path / "local", tmp_path / "ray"
     sl = score_local(corpus, "profanity", local, shard_size=100, workers=1, progress=False)
-    # batch_size < shard_size: each shard comes back in pieces from two actors and is regrouped.
-    sr = score_ray(corpus, "profanity", rayd, shard_size=100, workers=2, progress=False, batch_size=64)
+    # Three shards on two Ray workers: each reads its own shard from the file and writes its own table.
+    sr = score_ray(corpus, "profanity", rayd, shard_size=100, workers=2, progress=False)
     assert sr.accounting_errors() == [] and sr.n_docs == 250 and sr.n_quarantined == sl.n_quarantined == 5
     a, b = read_attributes(local), read_attributes(rayd)
     assert sorted(a["id"]) == sorted(ids)

@@ -8,10 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
-from engines_corpus import write_jsonl_with_bad_lines
+from engines_corpus import attr_tables, done_markers, write_jsonl_with_bad_lines
 
 from dynacure.engines.common import marker_path
 from dynacure.engines.local import score_corpus
@@ -20,26 +19,13 @@ SIGNALS = "profanity,pii"
 SHARD = 60
 
 
-def _outputs(attrs: Path) -> dict[str, bytes]:
-    return {p.relative_to(attrs).as_posix(): p.read_bytes() for p in sorted(attrs.glob("*/*.parquet"))}
-
-
-def _markers(attrs: Path) -> dict[str, dict]:
-    out = {}
-    for p in sorted(attrs.glob("*/_done/*.json")):
-        m = json.loads(p.read_text())
-        m.pop("seconds")  # wall time of the run that wrote it
-        out[p.relative_to(attrs).as_posix()] = m
-    return out
-
-
 def test_kill9_then_resume_matches_clean_run(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl_with_bad_lines(corpus, 1200, seed=3, every=1000)
     n_shards = 20
     clean = tmp_path / "clean"
     score_corpus(corpus, SIGNALS, clean, shard_size=SHARD, workers=1, progress=False)
-    assert len(_outputs(clean)) == 2 * n_shards
+    assert len(attr_tables(clean)) == 2 * n_shards
 
     attrs = tmp_path / "attrs"
     cmd = [sys.executable, "-c", "from dynacure.cli.main import app; app()", "score", str(corpus),
@@ -72,7 +58,7 @@ def test_kill9_then_resume_matches_clean_run(tmp_path):
     assert sum(info["skipped_shards"].values()) == len(done)  # marked shards were not scored again
     assert all(info["scored_docs"][s] + info["resumed_docs"][s] == 1200 for s in SIGNALS.split(","))
 
-    assert _outputs(attrs) == _outputs(clean)  # byte-for-byte (pyarrow writes no timestamps)
-    assert _markers(attrs) == _markers(clean)
+    assert attr_tables(attrs) == attr_tables(clean)  # byte-for-byte (pyarrow writes no timestamps)
+    assert done_markers(attrs) == done_markers(clean)
     assert not list(attrs.rglob("*.tmp"))
     assert pq.read_table(attrs / "profanity" / f"{last}.parquet").num_rows == 1200 - 19 * SHARD

@@ -1,4 +1,4 @@
-"""`dynacure score`: run signals over a corpus into attribute tables (local process pool or Ray Data).
+"""`dynacure score`: run signals over a corpus into attribute tables (local process pool or Ray tasks).
 
 Writes ``ATTRS/<signal>/<shard>.parquet`` (``dynacure.io.attributes``), a done-marker per shard and signal,
 ``ATTRS/quarantine.jsonl`` and ``ATTRS/run.json``; a rerun into the same ATTRS skips finished shards.
@@ -99,9 +99,9 @@ def register(app: typer.Typer) -> None:
                                     "@@signals@@ (e.g. profanity,quality,pii)"),
         out: Path = typer.Option(..., "--out", "-o",
                                  help="attributes folder (ATTRS/<signal>/<shard>.parquet)"),
-        engine: Engine = typer.Option(Engine.local, "--engine", help="local process pool or Ray Data"),
+        engine: Engine = typer.Option(Engine.local, "--engine", help="local process pool or Ray tasks"),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", "-w", min=1,
-                                    help="worker processes (local) or actors per signal (ray); "
+                                    help="worker processes (local) or CPUs of a locally started Ray (ray); "
                                          "1 = score in this process"),
         shard_size: int = typer.Option(10000, "--shard-size", min=1, help="documents per shard (the unit "
                                        "of resume)"),

@@ -1,1 +1,1 @@
-"""Engines: run the same per-batch code over corpus shards locally (process pool) or on Ray Data."""
+"""Engines: executors (inline, process pool, Ray tasks) whose workers read and write their own shards."""

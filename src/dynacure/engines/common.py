@@ -1,8 +1,11 @@
-"""What the scoring engines share: signal checks, batched scoring, shard outputs, done-markers, summary.
+"""What the scoring engines share: signal checks, the per-shard task, shard outputs, done-markers, summary.
 
-Both engines (``local``: a process pool; ``ray``: Ray Data ``map_batches``) run the same per-shard code
-here, so they write byte-identical attribute tables: ``ATTRS/<signal>/<shard>.parquet`` via
-``dynacure.io.attributes.write_attribute_shard``, then the marker ``ATTRS/<signal>/_done/<shard>.json``.
+Both engines (``local``: inline or a process pool; ``ray``: Ray tasks) run ``score_task`` on an
+``dynacure.engines.executor`` executor: the worker reads its own shard (``ScoreTask.spans``, via
+``dynacure.io.readers.read_span_texts``), checks its done-markers, scores what is left and writes
+``ATTRS/<signal>/<shard>.parquet`` (``dynacure.io.attributes.write_attribute_shard``), then the marker
+``ATTRS/<signal>/_done/<shard>.json``; the driver receives only counts, seconds and quarantine entries.
+So both engines write byte-identical attribute tables and either can resume the other's run.
 The marker is written after the table and atomically, so a shard with a marker is whole, and a rerun skips
 it (resume at shard granularity). Markers sit inside the signal's folder, not in a top-level ``ATTRS/_done``,
 because ``signals_in`` takes every top-level folder of ATTRS for a signal (``read_attributes`` only globs
@@ -12,11 +15,12 @@ scored with other arguments is refused before any work, since it would mix two c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ import numpy as np
 from dynacure.io.atomic import write_json_atomic
 from dynacure.io.attributes import write_attribute_shard
 from dynacure.io.jsonfile import InvalidJSONError, read_versioned
+from dynacure.io.quarantine import Quarantine
+from dynacure.io.readers import Span, read_span_texts
 from dynacure.signals.base import Signal, available_signals, get_signal
 
 log = logging.getLogger(__name__)
@@ -174,17 +180,6 @@ def shard_is_done(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[
     return table.exists() or len(ids) == 0
 
 
-def signals_to_score(attrs_dir: str | Path, names: Sequence[str], shard: str, ids: Sequence[str],
-                     summary: ScoreSummary) -> list[str]:
-    """The signals a shard still needs; those an earlier run finished are counted as resumed."""
-    todo = [n for n in names if not shard_is_done(attrs_dir, n, shard, ids)]
-    for n in names:
-        if n not in todo:
-            summary.skipped_shards[n] += 1
-            summary.resumed_docs[n] += len(ids)
-    return todo
-
-
 def score_texts(signal: Signal, texts: list[str]) -> dict[str, np.ndarray]:
     """Score in batches of the signal's declared batch size; check every column's length and name."""
     size = max(1, int(signal.resources.batch_size))
@@ -219,14 +214,92 @@ def write_shard_outputs(attrs_dir: str | Path, signal_name: str, shard: str, ids
 
 
 def score_shard(signal: Signal, signal_name: str, attrs_dir: str | Path, shard: str, ids: list[str],
-                texts: list[str], kwargs: Mapping[str, Any]) -> float:
+                texts: list[str], kwargs: Mapping[str, Any], params: Mapping[str, Any]) -> float:
     """Score one shard with one signal and write its outputs; returns the seconds spent in ``score``."""
     t0 = time.perf_counter()
     columns = score_texts(signal, texts) if texts else None
     seconds = time.perf_counter() - t0
-    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, signal.params())
+    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, params)
     return seconds
 
 
 def json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One shard to score: where its records are, which signals, where the outputs go (no documents)."""
+
+    attrs_dir: str
+    shard: str
+    spans: tuple[Span, ...]
+    signals: tuple[str, ...]
+    kwargs: Mapping[str, Mapping[str, Any]]
+    text_field: str
+
+
+# One cache per worker process: each signal (per keyword arguments) is built once and kept for every shard
+# the process scores, with its params (asked once: they may read package metadata, ~2 ms a call).
+# Inline runs put the pre-flight's signals here (``cached_signals``).
+_WORKER_SIGNALS: dict[str, tuple[Signal, dict[str, Any]]] = {}
+
+
+def _cache_key(name: str, kwargs: Mapping[str, Any]) -> str:
+    return f"{name}\x00{json.dumps(dict(kwargs), sort_keys=True)}"
+
+
+def _signal_for(name: str, kwargs: Mapping[str, Any]) -> tuple[Signal, dict[str, Any]]:
+    key = _cache_key(name, kwargs)
+    cached = _WORKER_SIGNALS.get(key)
+    if cached is None:
+        sig = get_signal(name, **kwargs)
+        cached = _WORKER_SIGNALS[key] = (sig, json_safe(sig.params()))
+    return cached
+
+
+@contextlib.contextmanager
+def cached_signals(built: Mapping[str, Signal], kwargs: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
+    """Serve ``built`` to inline ``score_task`` calls, for one run only (a later run rebuilds its models)."""
+    keys = {_cache_key(n, kwargs[n]): (s, json_safe(s.params())) for n, s in built.items()}
+    _WORKER_SIGNALS.update(keys)
+    try:
+        yield
+    finally:
+        for k in keys:
+            _WORKER_SIGNALS.pop(k, None)
+
+
+def score_task(task: ScoreTask) -> dict[str, Any]:
+    """Read one shard, score the signals whose done-marker is missing or stale, write tables then markers.
+
+    Runs in a worker. Returns the counts the driver adds up: documents and records read, the seconds in
+    each signal's ``score``, the signals resumed, their params, and the records quarantined while reading
+    (``read_span_texts`` quarantines only what the planning read did not already).
+    """
+    quar = Quarantine()
+    seen: set[str] = set()  # one shard's ids: a plain set is cheaper than an IdSet at this size
+    ids: list[str] = []
+    texts: list[str] = []
+    n_read = 0
+    for span in task.spans:
+        got_ids, got_texts, n = read_span_texts(span, quar, seen, text_field=task.text_field)
+        ids.extend(got_ids)
+        texts.extend(got_texts)
+        n_read += n
+    seconds: dict[str, float] = {}
+    params: dict[str, Any] = {}
+    resumed: list[str] = []
+    for name in task.signals:
+        if shard_is_done(task.attrs_dir, name, task.shard, ids):
+            resumed.append(name)
+            continue
+        sig, params[name] = _signal_for(name, task.kwargs[name])
+        try:
+            seconds[name] = score_shard(sig, name, task.attrs_dir, task.shard, ids, texts, task.kwargs[name],
+                                        params[name])
+        except Exception as exc:
+            exc.add_note(f"while scoring {task.shard} with signal {name!r}")
+            raise
+    return {"shard": task.shard, "n_docs": len(ids), "n_read": n_read, "seconds": seconds,
+            "resumed": resumed, "params": params, "quarantine": quar.entries}

@@ -1,21 +1,19 @@
-"""Local scoring engine: stream corpus shards through a process pool of signal workers.
+"""Local scoring engine and the scoring driver both engines share (``run_scoring``).
 
-The main process reads shards (``dynacure.io.readers.iter_shards``), skips (shard, signal) pairs that an
-earlier run finished, and hands the rest to a ``ProcessPoolExecutor`` (forkserver context where the platform
-has it, else spawn: no forked copies of
-loaded models or threads). Each worker builds each signal once and keeps it for every shard it scores; it
-writes the attribute table and then the done-marker itself, so only ids and texts cross process borders.
-At most ``2 * workers`` shards are in flight, which bounds memory by shard size, not corpus size.
-``workers <= 1`` runs the same code in this process (no pool), which tests and small corpora prefer.
+The driver plans shards and hands each one to an executor (``dynacure.engines.executor``) as a
+``ScoreTask``: the spans of records it holds, never its documents. The plan of a ``write_corpus`` folder
+comes from its ``corpus.json`` without reading a record (``io.readers.manifest_spans``); any other input is
+read once here (``iter_shards``: quarantine and the run-wide duplicate-id check happen in this pass) to cut
+shards, and the workers read their spans again. A worker (``engines.common.score_task``) reads its shard,
+skips signals whose done-marker matches, scores the rest and writes tables and markers itself; the driver
+adds up counts, writes the quarantine and ``run.json``. At most ``2 * workers`` shards are in flight.
+``workers <= 1`` runs the same code in this process (no pool), reusing the signals the pre-flight built.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import logging
-import multiprocessing
-import os
 import random
 import sys
 import time
@@ -32,139 +30,30 @@ from dynacure.engines.common import (
     DONE_DIR,
     QUARANTINE_FILE,
     ScoreSummary,
+    ScoreTask,
     build_signals,
+    cached_signals,
     check_resume_compatible,
     check_signal_kwargs,
-    json_safe,
     new_summary,
     parse_signal_names,
-    score_shard,
-    signals_to_score,
+    score_task,
 )
+from dynacure.engines.executor import Executor, LocalExecutor, start_pool_server
 from dynacure.io.quarantine import Quarantine
-from dynacure.io.readers import CORPUS_MANIFEST, ReadStats, iter_shards, list_data_files
+from dynacure.io.readers import (
+    CORPUS_MANIFEST,
+    ReadStats,
+    current_text_field,
+    iter_shards,
+    list_data_files,
+    manifest_spans,
+)
 from dynacure.progress import bar_columns
 from dynacure.runinfo import write_run_info
-from dynacure.signals.base import Signal, get_signal
+from dynacure.signals.base import Signal
 
 log = logging.getLogger(__name__)
-
-# One cache per worker process: each signal (per keyword arguments) is built once and reused.
-_WORKER_SIGNALS: dict[str, Signal] = {}
-
-
-def _cache_key(name: str, kwargs: Mapping[str, Any]) -> str:
-    return f"{name}\x00{json.dumps(dict(kwargs), sort_keys=True)}"
-
-
-def _signal_for(cache: dict[str, Signal], name: str, kwargs: Mapping[str, Any]) -> Signal:
-    key = _cache_key(name, kwargs)
-    sig = cache.get(key)
-    if sig is None:
-        sig = get_signal(name, **kwargs)
-        cache[key] = sig
-    return sig
-
-
-def _worker_init() -> None:
-    # Workers share the cores with each other: one BLAS/OpenMP thread each avoids oversubscription. Set
-    # through the environment (read when torch/numpy load their thread pools) rather than by importing
-    # torch here, which would cost seconds per worker for signals that never use it.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
-
-
-# Imported once by the fork server; each worker forked from it starts with them loaded. With spawn, every
-# worker paid the import of scikit-learn/scipy itself (seconds each on a busy 2-core machine), which on a
-# 20k-document corpus cost more than the scoring.
-_PRELOAD = ("dynacure.engines.local", "dynacure.signals.toxicity", "dynacure.signals.utility",
-            "dynacure.signals.pii", "dynacure.signals.alignment")
-
-
-def pool_context() -> multiprocessing.context.BaseContext:
-    """forkserver (preloaded with the signal modules) where available, else spawn; never plain fork."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(_PRELOAD))
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def start_pool_server(workers: int) -> None:
-    """Start the fork server now, so its imports overlap with the checks and reading in this process."""
-    if workers > 1 and "forkserver" in multiprocessing.get_all_start_methods():
-        pool_context()
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
-def _run_job(attrs_dir: str, shard: str, ids: list[str], texts: list[str], todo: list[str],
-             kwargs: dict[str, dict[str, Any]], cache: dict[str, Signal] | None = None) -> dict[str, Any]:
-    """Score one shard with each signal in ``todo``; write tables and markers. Runs in a worker."""
-    cache = _WORKER_SIGNALS if cache is None else cache
-    seconds: dict[str, float] = {}
-    params: dict[str, Any] = {}
-    for name in todo:
-        sig = _signal_for(cache, name, kwargs[name])
-        try:
-            seconds[name] = score_shard(sig, name, attrs_dir, shard, ids, texts, kwargs[name])
-        except Exception as exc:
-            exc.add_note(f"while scoring {shard} with signal {name!r}")
-            raise
-        params[name] = json_safe(sig.params())
-    return {"shard": shard, "n_docs": len(ids), "seconds": seconds, "params": params}
-
-
-class _Runner:
-    """Runs jobs inline (``workers <= 1``) or on a process pool with bounded in-flight work."""
-
-    def __init__(self, workers: int, attrs_dir: str, kwargs: dict[str, dict[str, Any]],
-                 built: Mapping[str, Signal] | None = None) -> None:
-        self.attrs_dir = attrs_dir
-        self.kwargs = kwargs
-        self.inline = workers <= 1
-        self.max_in_flight = max(2, 2 * workers)
-        self.pool: cf.ProcessPoolExecutor | None = None
-        # Inline mode reuses the signals the pre-flight check already built.
-        self.cache: dict[str, Signal] = {_cache_key(n, kwargs[n]): s for n, s in (built or {}).items()}
-        if not self.inline:
-            ctx = pool_context()
-            self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
-        self.pending: set[cf.Future[dict[str, Any]]] = set()
-
-    def submit(self, shard: str, ids: list[str], texts: list[str],
-               todo: list[str]) -> Iterator[dict[str, Any]]:
-        """Start a job; yields the results of jobs that finished (waiting while too many are in flight)."""
-        if self.inline:
-            yield _run_job(self.attrs_dir, shard, ids, texts, todo, self.kwargs, self.cache)
-            return
-        assert self.pool is not None
-        while len(self.pending) >= self.max_in_flight:
-            yield from self._collect(cf.FIRST_COMPLETED)
-        self.pending.add(self.pool.submit(_run_job, self.attrs_dir, shard, ids, texts, todo, self.kwargs))
-        yield from self._collect(None)
-
-    def _collect(self, how: str | None) -> Iterator[dict[str, Any]]:
-        if how is None:
-            done = {f for f in self.pending if f.done()}
-        else:
-            done, _ = cf.wait(self.pending, return_when=how)
-        for fut in done:
-            self.pending.discard(fut)
-            yield fut.result()  # re-raises a worker's error here, with its note
-
-    def drain(self) -> Iterator[dict[str, Any]]:
-        while self.pending:
-            yield from self._collect(cf.FIRST_COMPLETED)
-
-    def close(self, failed: bool) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=failed)
-            self.pool = None
 
 
 def corpus_doc_count(corpus_path: str | Path) -> int | None:
@@ -263,6 +152,61 @@ def finish(summary: ScoreSummary, stats: ReadStats, quar: Quarantine, started: f
     return summary
 
 
+def plan_tasks(corpus_path: str | Path, shard_size: int, attrs: Path, names: Sequence[str],
+               kwargs: Mapping[str, Mapping[str, Any]], quar: Quarantine, stats: ReadStats
+               ) -> tuple[Iterator[ScoreTask], int | None]:
+    """The shards to score, lazily, and the documents ``corpus.json`` promises (None: planned by reading).
+
+    Without a usable ``corpus.json`` the records are read here (``iter_shards``, filling ``quar`` and
+    ``stats``) and each shard's spans are handed on, its documents dropped.
+    """
+    text_field = current_text_field()
+
+    def task(name: str, spans: Sequence[Any]) -> ScoreTask:
+        return ScoreTask(str(attrs), name, tuple(spans), tuple(names), kwargs, text_field)
+
+    planned = manifest_spans(corpus_path, shard_size)
+    if planned is not None:
+        promised = sum(s.get("n_docs", 0) for s in json.loads(
+            (Path(corpus_path) / CORPUS_MANIFEST).read_text(encoding="utf-8"))["shards"])
+        return (task(f"shard-{i:05d}", spans) for i, spans in enumerate(planned)), promised
+    shards = iter_shards(corpus_path, shard_size=shard_size, quarantine=quar, stats=stats)
+    return (task(shard.name, shard.spans) for shard in shards), None
+
+
+def run_scoring(executor: Executor, engine: str, corpus_path: str | Path, names: list[str],
+                kwargs: dict[str, dict[str, Any]], attrs: Path, shard_size: int, workers: int,
+                progress: bool, seed: int) -> ScoreSummary:
+    """Score every shard on ``executor``; add up what the workers report; write quarantine and run.json."""
+    summary = new_summary(engine, attrs, names)
+    planner = ReadStats()  # what a planning read found (nothing for a corpus.json plan)
+    totals = ReadStats()
+    started = time.perf_counter()
+    with Quarantine(attrs / QUARANTINE_FILE) as quar, \
+            shard_progress(progress, corpus_doc_count(corpus_path), f"scoring ({engine})") as advance:
+        tasks, promised = plan_tasks(corpus_path, shard_size, attrs, names, kwargs, quar, planner)
+        for res in executor.map(score_task, tasks):
+            for entry in res["quarantine"]:
+                quar.add_entry(entry)
+            totals.n_shards += 1
+            totals.n_kept += res["n_docs"]
+            totals.n_read += res["n_read"]
+            for name, sec in res["seconds"].items():
+                summary.seconds[name] += sec
+                summary.scored_docs[name] += res["n_docs"]
+            for name in res["resumed"]:
+                summary.skipped_shards[name] += 1
+                summary.resumed_docs[name] += res["n_docs"]
+            summary.signal_params.update(res["params"])
+            advance(res["shard"], res["n_docs"])
+    totals.n_read += planner.n_quarantined  # the workers skipped what the planning read quarantined
+    if promised is not None and (totals.n_kept != promised or quar.total):
+        log.warning("%s: corpus.json lists %d documents, its files hold %d readable (%d quarantined): the "
+                    "files changed since it was written, and shards were cut by its counts", corpus_path,
+                    promised, totals.n_kept, quar.total)
+    return finish(summary, totals, quar, started, corpus_path, shard_size, workers, kwargs, seed)
+
+
 def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], attrs_dir: str | Path,
                  shard_size: int = 10000, workers: int = 2,
                  signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
@@ -275,38 +219,13 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
     seed_scoring(seed)
     names, kwargs, attrs, built = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs,
                                           on_checked=lambda: start_pool_server(workers))
-    summary = new_summary("local", attrs, names)
-    stats = ReadStats()
-    started = time.perf_counter()
-    runner = _Runner(workers, str(attrs), kwargs, built if workers <= 1 else None)
-    del built  # pool workers build their own; the pre-flight copies need not stay in memory
-    failed = True
-
-    def record(res: dict[str, Any], advance: Callable[[str, int], None]) -> None:
-        for name, sec in res["seconds"].items():
-            summary.seconds[name] += sec
-            summary.scored_docs[name] += res["n_docs"]
-        summary.signal_params.update(res["params"])
-        advance(res["shard"], res["n_docs"])
-
-    with Quarantine(attrs / QUARANTINE_FILE) as quar, \
-            shard_progress(progress, corpus_doc_count(corpus_path), "scoring") as advance:
-        try:
-            for shard in iter_shards(corpus_path, shard_size=shard_size, quarantine=quar, stats=stats):
-                ids = [d.id for d in shard.docs]
-                todo = signals_to_score(attrs, names, shard.name, ids, summary)
-                if not todo:
-                    advance(shard.name, len(ids))
-                    continue
-                texts = [d.text for d in shard.docs]
-                for res in runner.submit(shard.name, ids, texts, todo):
-                    record(res, advance)
-            for res in runner.drain():
-                record(res, advance)
-            failed = False
-        finally:
-            runner.close(failed)
-    return finish(summary, stats, quar, started, corpus_path, shard_size, workers, kwargs, seed)
+    # Inline runs score with the signals the pre-flight built; pool workers build their own.
+    inline = built if workers <= 1 else {}
+    del built
+    with LocalExecutor(workers) as executor, cached_signals(inline, kwargs):
+        return run_scoring(executor, "local", corpus_path, names, kwargs, attrs, shard_size, workers,
+                           progress, seed)
 
 
-__all__ = ["score_corpus", "ScoreSummary", "prepare", "shard_progress", "corpus_doc_count"]
+__all__ = ["score_corpus", "run_scoring", "plan_tasks", "ScoreSummary", "prepare", "shard_progress",
+           "corpus_doc_count"]

@@ -79,12 +79,17 @@ class Quarantine:
     def add(self, file: str | os.PathLike[str], line: int, reason: str, raw: Any = "",
             detail: str = "") -> None:
         """Record one quarantined record: ``line`` is 1-based; ``detail`` says more than the reason code."""
-        if self.closed:
-            raise RuntimeError("quarantine already closed")
         entry: dict[str, Any] = {"file": str(file), "line": int(line), "reason": reason,
                                  "preview": preview(raw)}
         if detail:
             entry["detail"] = detail
+        self.add_entry(entry)
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        """Record an entry another ``Quarantine`` made (a worker's, handed to the driver owning the file)."""
+        if self.closed:
+            raise RuntimeError("quarantine already closed")
+        file, line, reason = entry["file"], entry["line"], entry["reason"]
         self._counts[reason] += 1
         if len(self.entries) < MAX_KEPT_ENTRIES:
             self.entries.append(entry)

@@ -118,10 +118,31 @@ class Shard:
     n_read: int = 0
     n_quarantined: int = 0
     files: list[str] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
 
     @property
     def n_kept(self) -> int:
         return len(self.docs)
+
+
+@dataclass
+class Span:
+    """Records ``start..stop`` (1-based ordinals of the records a file yields) of one file.
+
+    Read again by ``read_span_texts`` (in a worker). ``skip`` lists the ordinals of the span that the
+    planning read quarantined (its run-wide duplicate-id check included), so a worker reading the span
+    again neither re-checks them nor counts them twice.
+    ``rel`` and ``source`` are what ``iter_shards`` derives ids and the default source from. ``stop=None``:
+    to the end of the file (a plan from ``corpus.json`` ends each file's last span so, so records the
+    file holds beyond its listed count are still read and accounted for).
+    """
+
+    file: str
+    rel: str
+    source: str
+    start: int
+    stop: int | None
+    skip: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -408,6 +429,26 @@ def _iter_records(path: Path, text_field: str, text_mode: TextMode, max_line_byt
 
 def _record_to_doc(rec: dict[str, Any], *, rel: str, position: int, text_field: str, id_field: str,
                    default_source: str, max_chars: int) -> Document | _Bad:
+    checked = _id_and_text(rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
+                           max_chars=max_chars)
+    if isinstance(checked, _Bad):
+        return checked
+    doc_id, text = checked
+    src = rec.get("source")
+    source = src if isinstance(src, str) and src else default_source
+    meta_in = rec.get("meta")
+    meta: dict[str, Any] = dict(meta_in) if isinstance(meta_in, dict) else {}
+    if meta_in is not None and not isinstance(meta_in, dict):
+        meta["meta"] = meta_in
+    for k, v in rec.items():
+        if k not in (text_field, id_field, "source", "meta"):
+            meta[k] = v
+    return Document(id=doc_id, text=text, source=source, meta=meta)
+
+
+def _id_and_text(rec: dict[str, Any], *, rel: str, position: int, text_field: str, id_field: str,
+                 max_chars: int) -> tuple[str, str] | _Bad:
+    """A record's id and text, or why it cannot be a document (every check a reader makes of a record)."""
     if text_field not in rec or rec[text_field] is None:
         return _Bad(q.MISSING_TEXT, rec, f"field {text_field!r} missing")
     text = rec[text_field]
@@ -426,23 +467,17 @@ def _record_to_doc(rec: dict[str, Any], *, rel: str, position: int, text_field: 
         doc_id = str(raw_id)
     else:
         return _Bad(q.BAD_ID, rec, f"field {id_field!r} must be a non-empty string or an integer")
-    src = rec.get("source")
-    source = src if isinstance(src, str) and src else default_source
-    meta_in = rec.get("meta")
-    meta: dict[str, Any] = dict(meta_in) if isinstance(meta_in, dict) else {}
-    if meta_in is not None and not isinstance(meta_in, dict):
-        meta["meta"] = meta_in
-    for k, v in rec.items():
-        if k not in (text_field, id_field, "source", "meta"):
-            meta[k] = v
-    return Document(id=doc_id, text=text, source=source, meta=meta)
+    return doc_id, text
 
 
 def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: ReadStats, *, text_field: str,
                id_field: str, source: str | None, text_mode: TextMode, max_chars: int,
                on_file_error: OnFileError, batch_size: int,
-               max_line_bytes: int | None) -> Iterator[tuple[Document | None, str]]:
-    """(document, file) for each kept record and (None, file) for each quarantined one."""
+               max_line_bytes: int | None) -> Iterator[tuple[Document | None, str, int, str, str]]:
+    """(document, file, ordinal, rel, source) for each kept record, (None, ...) for each quarantined one.
+
+    ``ordinal`` counts the records the file yielded so far (1-based), which ``read_span_texts`` counts alike.
+    """
     if on_file_error not in ("quarantine", "raise"):
         raise ValueError(f"on_file_error must be 'quarantine' or 'raise', not {on_file_error!r}")
     root, files = list_data_files(path)
@@ -454,26 +489,31 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
         stats.files.append(str(f))
         default_source = source or _hf_dataset_name(f, root) or _stem(f)
         records = _iter_records(f, text_field, text_mode, max_line_bytes, batch_size)
+        ordinal = 0
         try:
-            for position, rec, raw in records:
+            for ordinal, (position, rec, raw) in enumerate(records, start=1):
                 item = rec if isinstance(rec, _Bad) else _record_to_doc(
                     rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
                     default_source=default_source, max_chars=max_chars)
                 if isinstance(item, Document):
                     if seen.add(item.id):
-                        yield item, str(f)
+                        yield item, str(f), ordinal, rel, default_source
                         continue
                     item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
-                if isinstance(raw, dict):  # a Parquet/Arrow row: show it as JSON
-                    raw = orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS)
-                quarantine.add(f, position, item.reason, raw, item.detail)
-                yield None, str(f)
+                _quarantine_bad(quarantine, f, position, item, raw)
+                yield None, str(f), ordinal, rel, default_source
         except _FileBroken as exc:
             if on_file_error == "raise":
                 raise ValueError(f"{f}: {exc.detail} (at line/row {exc.position})") from None
             log.error("%s: %s (at line/row %d); rest of file quarantined", f, exc.detail, exc.position)
             quarantine.add(f, exc.position, q.UNREADABLE_FILE, "", exc.detail)
-            yield None, str(f)
+            yield None, str(f), ordinal + 1, rel, default_source
+
+
+def _quarantine_bad(quarantine: Quarantine, f: Path, position: int, item: _Bad, raw: Any) -> None:
+    if isinstance(raw, dict):  # a Parquet/Arrow row: show it as JSON
+        raw = orjson.dumps(raw, default=str, option=orjson.OPT_NON_STR_KEYS)
+    quarantine.add(f, position, item.reason, raw, item.detail)
 
 
 def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantine: Quarantine | None = None,
@@ -511,7 +551,7 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     events = _iter_docs(path, quar, stats, text_field=text_field, id_field=id_field, source=source,
                         text_mode=text_mode, max_chars=max_chars, on_file_error=on_file_error,
                         batch_size=batch_size, max_line_bytes=max_line_bytes)
-    for doc, file in events:
+    for doc, file, ordinal, rel, src in events:
         # A full shard is handed out only when the next document arrives, so quarantined records
         # that follow it are still counted in it (and the last shard is never empty).
         if doc is not None and len(cur.docs) >= shard_size:
@@ -522,9 +562,12 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
         stats.n_read += 1
         if not cur.files or cur.files[-1] != file:
             cur.files.append(file)
+            cur.spans.append(Span(file, rel, src, ordinal, ordinal))
+        cur.spans[-1].stop = ordinal
         if doc is None:
             cur.n_quarantined += 1
             stats.n_quarantined += 1
+            cur.spans[-1].skip.append(ordinal)
         else:
             cur.docs.append(doc)
             stats.n_kept += 1
@@ -533,6 +576,88 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     if own_quarantine and quar.total:
         log.warning("%s: %d records quarantined (%s); pass a Quarantine(path) to keep the entries",
                     path, quar.total, ", ".join(f"{k}={v}" for k, v in quar.counts().items()))
+
+
+def manifest_spans(path: str | os.PathLike[str], shard_size: int) -> list[list[Span]] | None:
+    """The spans of each shard ``iter_shards(path, shard_size)`` gives, from ``corpus.json`` alone.
+
+    None unless ``path`` is a folder with a ``corpus.json`` listing every file's ``n_docs`` (a
+    ``write_corpus`` folder, whose records are all valid documents with unique ids): then no record needs
+    reading to know where each shard starts. ``read_span_texts`` still checks every record it reads.
+    """
+    root = Path(path)
+    manifest = root / CORPUS_MANIFEST
+    if not root.is_dir() or not manifest.exists():
+        return None
+    files = _files_from_manifest(root, manifest)
+    counts = [s.get("n_docs") if isinstance(s, dict) else None
+              for s in orjson.loads(manifest.read_bytes()).get("shards", [])]
+    if len(counts) != len(files) or not all(isinstance(c, int) and c >= 0 for c in counts):
+        return None
+    shards: list[list[Span]] = []
+    room = 0
+    for f, n in zip(files, counts, strict=True):
+        rel = f.relative_to(root).as_posix()
+        source = _hf_dataset_name(f, root) or _stem(f)
+        start = 1
+        while start <= n:
+            if room == 0:
+                shards.append([])
+                room = shard_size
+            take = min(room, n - start + 1)
+            stop = start + take - 1
+            shards[-1].append(Span(str(f), rel, source, start, stop if stop < n else None))
+            start += take
+            room -= take
+    return shards
+
+
+def read_span_texts(span: Span, quarantine: Quarantine, seen: set[str], *, text_field: str | None = None,
+                    id_field: str = "id", text_mode: TextMode = "line", max_chars: int = DEFAULT_MAX_CHARS,
+                    batch_size: int = 1024, max_line_bytes: int | None = None
+                    ) -> tuple[list[str], list[str], int]:
+    """(ids, texts, records read) of one ``Span``; skipped ordinals are neither read nor counted.
+
+    How a worker reads its own shard: the same parsing and checks as ``iter_shards`` over the span's
+    records only, keeping only what scoring needs (no ``Document``, source or meta). A record that is
+    unusable now but was not skipped (the span was planned from a ``corpus.json``, or the file changed
+    since it was planned) goes to ``quarantine``; the duplicate-id check covers the ids in ``seen`` (the
+    worker's shard), the run-wide check is the planner's. Records before ``span.start`` are parsed and passed
+    over: a shard in the middle of a long file costs reading the file up to it (a ``write_corpus`` folder has
+    one file per shard).
+    """
+    text_field = text_field if text_field is not None else current_text_field()
+    f = Path(span.file)
+    max_line_bytes = max_line_bytes or 8 * max_chars + (1 << 20)
+    skip = set(span.skip)
+    ids: list[str] = []
+    texts: list[str] = []
+    n_read = 0
+    ordinal = 0
+    try:
+        for ordinal, (position, rec, raw) in enumerate(
+                _iter_records(f, text_field, text_mode, max_line_bytes, batch_size), start=1):
+            if ordinal < span.start or ordinal in skip:
+                continue
+            if span.stop is not None and ordinal > span.stop:
+                break
+            n_read += 1
+            item = rec if isinstance(rec, _Bad) else _id_and_text(
+                rec, rel=span.rel, position=position, text_field=text_field, id_field=id_field,
+                max_chars=max_chars)
+            if not isinstance(item, _Bad):
+                if item[0] not in seen:
+                    seen.add(item[0])
+                    ids.append(item[0])
+                    texts.append(item[1])
+                    continue
+                item = _Bad(q.DUPLICATE_ID, rec, f"id {item[0]!r} already read in this run")
+            _quarantine_bad(quarantine, f, position, item, raw)
+    except _FileBroken as exc:
+        if ordinal + 1 not in skip and (span.stop is None or ordinal < span.stop):  # one entry: the rest
+            n_read += 1
+            quarantine.add(f, exc.position, q.UNREADABLE_FILE, "", exc.detail)
+    return ids, texts, n_read
 
 
 def read_documents(path: str | os.PathLike[str], **kwargs: Any) -> Iterator[Document]:
