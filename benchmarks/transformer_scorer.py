@@ -101,7 +101,7 @@ def main() -> None:
             heldout, source = m.meta["heldout"], "meta.json"
         else:
             heldout = training.evaluate_toxicity(lambda t, m=m, tox=tox: m.predict_proba(t)[:, tox],
-                                                 args.data_dir, args.eval_max_rows)
+                                                 args.data_dir, args.eval_max_rows or None)
             source = "computed"
             if args.eval_max_rows:
                 source += f" (max {args.eval_max_rows} rows per benchmark)"
