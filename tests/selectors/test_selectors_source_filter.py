@@ -92,9 +92,9 @@ def test_a_source_not_in_the_table_is_reported(caplog):
 
 
 def test_experiment_config_accepts_it_as_reward_free():
-    from dynacure.experiments.config import REWARD_FREE, experiment_config_from_dict
+    from dynacure.experiments.config import experiment_config_from_dict, uses_reward
 
-    assert "source_filter" in REWARD_FREE
+    assert not uses_reward("source_filter")
     # reward-free: a weight on alignment needs no alignment signal when no strategy reads the reward
     cfg = experiment_config_from_dict({
         "strategies": [{"name": "random"}, {"name": "source_filter", "params": {"sources": ["jigsaw"]}}],

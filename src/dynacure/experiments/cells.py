@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
+from dynacure.experiments.config import ExperimentConfig, uses_reward
 
 CELL_FILES = ("manifest.parquet", "metrics.json", "train_log.json", "run.json")
 DONE = "DONE"
@@ -49,7 +49,7 @@ def expand_grid(cfg: ExperimentConfig) -> list[Cell]:
     cells: list[Cell] = []
     for strat in cfg.strategies:
         # A reward-free strategy gets one cell per seed x budget: more would repeat identical work.
-        weight_sets = cfg.weights[:1] if strat.name in REWARD_FREE else cfg.weights
+        weight_sets = cfg.weights if uses_reward(strat.name) else cfg.weights[:1]
         for budget in cfg.budgets:
             for ws in weight_sets:
                 for seed in cfg.seeds:

@@ -18,46 +18,24 @@ from dynacure.config import ConfigError, StrictModel, load_toml, validate_config
 
 FORMAT_VERSION = 1
 
-# The strategies of the design (selectors layer + the loop's learned policies). Used when the selector
-# registry cannot be imported, so a typo is still refused before any work.
-DOCUMENTED_STRATEGIES = (
-    "random",
-    "heuristic",
-    "classifier",
-    "raft",
-    "dsir",
-    "color",
-    "ica",
-    "source_filter",
-    "ppo",
-    "reinforce",
-    "bandit",
-)
-
-
-# Strategies whose selection does not read the composite reward: the weight axis does not apply to them.
-REWARD_FREE = frozenset({"random", "heuristic", "classifier", "dsir", "color", "ica", "source_filter"})
 
 
 def known_strategies() -> list[str]:
-    """Strategy names the selector registry knows (the loop registers its policies on import)."""
+    """Strategy names the selector registry knows, the loop's policies included."""
+    from dynacure.pipeline.strategies import available_selectors
+
+    return available_selectors()
+
+
+def uses_reward(name: str) -> bool:
+    """Whether strategy ``name`` reads the composite reward (its ``uses_reward`` trait), so that the weight
+    axis applies to it; an unknown name counts as reading it (``check_strategies`` refuses it by name)."""
+    from dynacure.pipeline.strategies import selector_class
+
     try:
-        from dynacure import selectors
-
-        lister = getattr(selectors, "available_selectors", None)
-        if lister is not None:
-            names = set(lister())
-            try:  # the learned policies register themselves when the loop package is imported
-                import dynacure.loop  # noqa: F401
-
-                names |= set(lister())
-            except ImportError:
-                pass
-            if names:
-                return sorted(names)
-    except ImportError:
-        pass
-    return list(DOCUMENTED_STRATEGIES)
+        return selector_class(name).uses_reward
+    except KeyError:
+        return True
 
 
 class DemoCorpusConfig(StrictModel):
@@ -274,8 +252,8 @@ class ExperimentConfig(StrictModel):
             raise ValueError(f"strategy labels repeat: {dup} (give each variant its own 'label')")
         # A reward component with weight > 0 reads its signal's columns: refuse now, not mid-experiment.
         needs = {"alignment": "alignment", "utility": "quality"}
-        uses_reward = any(st.name not in REWARD_FREE for st in self.strategies)
-        for ws in self.weights if uses_reward else []:
+        reads_reward = any(uses_reward(st.name) for st in self.strategies)
+        for ws in self.weights if reads_reward else []:
             for comp, signal in needs.items():
                 if getattr(ws, comp) > 0 and signal not in self.scoring.signals:
                     raise ValueError(

@@ -37,10 +37,11 @@ import pandas as pd
 
 from dynacure.config import ConfigError
 from dynacure.experiments.cells import CELL_FILES, DONE, Cell, cell_dir, expand_grid, is_done
-from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
+from dynacure.experiments.config import ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.io.document import count_tokens
+from dynacure.selectors.base import Selector
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def reads_public_data(cfg: ExperimentConfig) -> bool:
     if any("data_dir" in p for p in [*cfg.scoring.params.values(), *cfg.evaluation.options.values()]):
         return True
     # the loop's alignment probe reads HH-RLHF pairs only when a strategy asks for them explicitly
-    return any(st.name in LOOP_STRATEGIES and st.params.get("use_pairs") is True for st in cfg.strategies)
+    return any(is_loop(st.name) and st.params.get("use_pairs") is True for st in cfg.strategies)
 
 
 def _data_dirs(cfg: ExperimentConfig) -> list[Path]:
@@ -213,7 +214,7 @@ def models_used(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Path]:
             used[name] = resolve(name, kw.get(name, {}).get("model_dir"))
     if "quality" in cfg.scoring.signals and kw.get("quality", {}).get("lm_path"):
         used["quality reference LM"] = Path(str(kw["quality"]["lm_path"]))
-    if any(st.name in LOOP_STRATEGIES for st in cfg.strategies):  # the loop's reward-side toxicity scorer
+    if any(is_loop(st.name) for st in cfg.strategies):  # the loop's reward-side toxicity scorer
         loop_dir = loop_signal_kwargs(cfg, ws).get(TOXICITY_NGRAM, {}).get("model_dir")
         used.setdefault(TOXICITY_NGRAM, resolve(TOXICITY_NGRAM, loop_dir))
     if "toxicity" in cfg.evaluation.suites and cfg.learner.train:
@@ -761,14 +762,19 @@ def _num_params(learner: Any) -> float:
     return math.nan
 
 
-LOOP_STRATEGIES = frozenset({"ppo", "reinforce", "bandit"})
+def is_loop(strategy: str) -> bool:
+    """Whether ``strategy`` is a policy learned in the closed loop (``kind == "loop"``)."""
+    from dynacure.pipeline.strategies import selector_class
+
+    return selector_class(strategy).kind == "loop"
 
 
-def reward_params(strategy: str, factory: Any, weights: dict[str, float]) -> dict[str, Any]:
+def reward_params(strategy: str, factory: type[Selector], weights: dict[str, float]) -> dict[str, Any]:
     """The reward weights in the form the strategy takes them (RAFT: ``weights``; the loop: ``w_*``)."""
-    if strategy in REWARD_FREE:
+    del strategy  # the class's traits say it
+    if not factory.uses_reward:
         return {}
-    if strategy in LOOP_STRATEGIES:
+    if factory.kind == "loop":
         return {"w_s": weights["safety"], "w_a": weights["alignment"], "w_u": weights["utility"]}
     try:
         if "weights" in inspect.signature(factory).parameters:
@@ -786,7 +792,7 @@ def strategy_params(
 ) -> dict[str, Any]:
     """The selector's keyword arguments: reward weights, then the runner's ``defaults`` (e.g. the loop's
     signal arguments), then the strategy's own params, which win."""
-    from dynacure.selectors import selector_class
+    from dynacure.pipeline.strategies import selector_class
 
     name = cell_or_name.strategy_name if isinstance(cell_or_name, Cell) else cell_or_name
     out = reward_params(name, selector_class(name), weights)
@@ -822,7 +828,7 @@ def select_stage(
     cfg: ExperimentConfig, ws: Workspace, cell: Cell, table: pd.DataFrame, target: list[str]
 ) -> CellOutcome:
     """Run the cell's strategy on the shared scored table at the cell's budget."""
-    from dynacure.selectors import get_selector
+    from dynacure.pipeline.strategies import get_selector
     from dynacure.selectors.base import SelectionContext
 
     dropped = empty_columns(table)
@@ -835,15 +841,15 @@ def select_stage(
         table = table.drop(columns=dropped)
         if _experiment_info(ws).get("dropped_columns") != dropped:  # the same list for every cell
             _update_experiment(ws, dropped_columns=dropped)
-    defaults = loop_defaults(cfg, ws) if cell.strategy_name in LOOP_STRATEGIES else None
+    defaults = loop_defaults(cfg, ws) if is_loop(cell.strategy_name) else None
     params = strategy_params(cell, dict(cell.params), cell.weights, defaults)
     selector = get_selector(cell.strategy_name, **params)
     proxy = None
-    if getattr(selector, "needs_learner", False) and getattr(selector, "prior", "own") == "learner":
+    if selector.needs_learner and selector.prior == "learner":
         # A fresh learner of the experiment's kind as the scoring model; by default (prior="own") CoLoR and
         # ICA train their own small TinyGPT, the paper's small auxiliary model.
         proxy = make_learner(cfg, ws, cell.seed)
-    if cell.strategy_name in LOOP_STRATEGIES and getattr(selector, "learner_source", None) == "experiment":
+    if selector.kind == "loop" and selector.learner_source == "experiment":
         # The loop trains and probes a fresh learner of the experiment's kind (param learner="experiment"),
         # built when the loop starts; by default it trains its own small TinyGPT, so results keep their
         # meaning.
@@ -858,27 +864,19 @@ def select_stage(
     timings = {"time_selection_s": seconds, **split_selection_time(cell.strategy_name, seconds, learning)}
     flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy())
     plog = _policy_log(selector)
-    feature_drops = list(getattr(selector, "dropped_columns", []) or [])
+    feature_drops = list(selector.dropped_columns)
     if feature_drops:  # columns without a value in the loop's sample: recorded with the cell's policy log
         plog = {**(plog or {}), "dropped_columns": feature_drops}
     return CellOutcome(sel.manifest(), timings, plog, flops)
 
 
-def _policy_log(selector: Any) -> dict[str, Any] | None:
-    """Training/reward curves a learned policy exposes (``history`` / ``training_log``), as lists."""
-    for attr in ("training_log", "history", "log"):
-        val = getattr(selector, attr, None)
-        if callable(val):
-            continue
-        if isinstance(val, dict) and val:
-            return {
-                k: list(map(float, v)) if isinstance(v, list | tuple | np.ndarray) else v
-                for k, v in val.items()
-            }
-        if isinstance(val, list) and val and isinstance(val[0], dict):
-            keys = sorted({k for row in val for k, v in row.items() if isinstance(v, int | float)})
-            return {k: [float(row.get(k, math.nan)) for row in val] for k in keys}
-    return None
+def _policy_log(selector: Selector) -> dict[str, Any] | None:
+    """The training/reward curves of a learned policy (its per-step ``history``), as lists."""
+    rows = list(selector.history)
+    if not rows:
+        return None
+    keys = sorted({k for row in rows for k, v in row.items() if isinstance(v, int | float)})
+    return {k: [float(row.get(k, math.nan)) for row in rows] for k in keys}
 
 
 def train_stage(
@@ -1122,7 +1120,7 @@ def _run_cell_in_worker(
 
 def check_before_work(cfg: ExperimentConfig) -> None:
     """Everything that can be refused without doing work: signal names, strategy params, suite options."""
-    from dynacure.selectors import get_selector
+    from dynacure.pipeline.strategies import get_selector
     from dynacure.signals.base import available_signals
 
     known = available_signals()

@@ -35,7 +35,7 @@ from dynacure.learners.base import Learner
 from dynacure.loop.config import LoopConfig
 from dynacure.loop.policy import load_policy
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import keep_reasons, sample_to_budget, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids
 
@@ -70,7 +70,9 @@ class LoopSelector(Selector):
     """Learn a curation policy in the loop on a sample, then apply it to the whole table."""
 
     algorithm: ClassVar[str]
+    kind: ClassVar[SelectorKind] = "loop"
     needs_text = True
+    uses_reward: ClassVar[bool] = True
     # the attributes ``curate`` scores when no stored attribute tables are given (the composite reward's)
     default_signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram", "alignment", "quality")
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import (
     BUDGET_REASON,
     check_budget,
@@ -58,7 +58,8 @@ def harm_buckets(prob: np.ndarray) -> np.ndarray:
 @register_selector("classifier")
 class ClassifierSelector(Selector):
     name: ClassVar[str] = "classifier"
-    signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram",)
+    kind: ClassVar[SelectorKind] = "score"
+    signals: tuple[str, ...] = ("toxicity_ngram",)
 
     def __init__(
         self,

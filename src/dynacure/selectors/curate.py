@@ -47,8 +47,8 @@ from dynacure.io.attributes import read_attributes, signals_in, write_attribute_
 from dynacure.io.document import Document, count_tokens, derive_id
 from dynacure.io.idset import chunk_digests, id_digest, id_digests, string_chunks
 from dynacure.learners.base import Learner
+from dynacure.pipeline.strategies import selector_class
 from dynacure.runinfo import seed_everything, write_run_info
-from dynacure.selectors import selector_class
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import budget_tokens, check_budget
 from dynacure.selectors.common import UNIQUE_IDS
@@ -60,8 +60,6 @@ SUMMARY_FORMAT_VERSION = 1
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
 MANIFEST_COLUMNS = ("id", "decision", "probability", "weight", "reason")
 MISSING_ATTRIBUTES = "missing_attributes"
-# Strategies that cannot run without a target / holdout set.
-NEEDS_TARGET = ("dsir", "color", "ica")
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -320,7 +318,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         raise FileNotFoundError(f"{corpus}: corpus not found")
     if attributes is not None and not Path(attributes).is_dir():
         raise FileNotFoundError(f"{attributes}: attributes folder not found")
-    if strategy in NEEDS_TARGET and target is None:
+    if factory.needs_target and target is None:
         raise ValueError(f"strategy {strategy!r} needs a target/holdout set (--target TARGET_CORPUS)")
     if shard_size < 1 or out_shard_size < 1:
         raise ValueError(f"shard sizes must be >= 1 (shard_size={shard_size}, "
@@ -344,18 +342,18 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     from dynacure.io.quarantine import Quarantine, read_quarantine
     from dynacure.io.readers import ReadStats, iter_shards
 
-    needed: tuple[str, ...] = tuple(getattr(selector, "signals", ()))
+    needed: tuple[str, ...] = tuple(selector.signals)
     attrs_dir = Path(attributes) if attributes is not None else out / "attributes"
     scorers: dict[str, Any] = {}
     if attributes is None and needed:
         from dynacure.signals.base import get_signal
 
         scorers = {name: get_signal(name) for name in needed}
-    needs_text = bool(getattr(selector, "needs_text", True))
+    needs_text = selector.needs_text
     has_features = type(selector).text_features is not Selector.text_features
     features: dict[str, list[np.ndarray]] = {}
     use_signals = [s for s in (signals_in(attrs_dir) if attributes is not None else sorted(scorers))
-                   if s != "embedding" or strategy == "ica"]
+                   if s != "embedding" or s in selector.optional_signals]
     # Stored attributes are attached shard by shard while reading when their shards line up with the
     # corpus's (same ids, same order): then no table of every id and score is ever loaded.
     attr_parts: dict[str, list[np.ndarray]] | None = {} if use_signals else None
