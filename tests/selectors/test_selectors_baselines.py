@@ -8,7 +8,7 @@ import pytest
 
 from dynacure.selectors import available_selectors, get_selector
 from dynacure.selectors.base import SelectionContext
-from dynacure.selectors.classifier import TaggedSelection, harm_buckets
+from dynacure.selectors.classifier import harm_buckets
 from dynacure.selectors.reward import RewardWeights, composite_reward
 
 
@@ -98,7 +98,8 @@ def test_classifier_buckets_and_reroute():
     t = pd.DataFrame({"id": [f"d{i}" for i in range(10)], "n_tokens": np.full(10, 10),
                       "toxicity_ngram__toxicity": p})
     sel = get_selector("classifier").select(t, SelectionContext(budget=1.0, seed=0))
-    assert isinstance(sel, TaggedSelection)
+    assert sel.prefix is not None
+    assert sel.rerouted.tolist() == [False] * 5 + [True] * 3 + [False] * 2
     assert sel.reason.tolist() == ["kept"] * 5 + ["reroute"] * 3 + ["bucket>=5"] * 2
     assert sel.keep.tolist() == [True] * 8 + [False] * 2
     np.testing.assert_allclose(sel.weight[:8], [1, 1, 1, 1, 1, 0.5, 0.5, 0.5])

@@ -258,10 +258,10 @@ def _make_env(
 
     learner = probes = train_mask = None
     if preset is not None:
-        from dynacure.learners.tiny_gpt import TinyGPT
+        from dynacure.learners.factory import LearnerSpec, build_learner
         from dynacure.loop.probes import build_probes, reward_toxicity_scorer
 
-        learner = TinyGPT.create([str(t) for t in view["text"]], preset=preset, seed=seed)
+        learner = build_learner(LearnerSpec(preset=preset), seed, texts=view["text"].tolist())
         probes, train_mask = build_probes(
             view, lcfg.probes, seed=seed, labels=gold, scorer=reward_toxicity_scorer(("profanity",))
         )

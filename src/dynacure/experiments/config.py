@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dynacure.config import ConfigError, StrictModel, load_toml, validate_config
+from dynacure.selectors.reward import RewardWeights
 
 FORMAT_VERSION = 1
 
@@ -94,36 +95,17 @@ class StrategyConfig(StrictModel):
         return self.label or self.name
 
 
-WEIGHT_KEYS = ("safety", "alignment", "utility")
-
-
-class WeightSet(StrictModel):
-    """Weights of the composite reward ``w_s*safety + w_a*alignment + w_u*utility`` (each in [0, 1],
-    summing to 1, as ``dynacure.selectors.reward.RewardWeights`` requires)."""
+class WeightSet(RewardWeights):
+    """A named set of the composite reward's weights ``w_s*safety + w_a*alignment + w_u*utility``: the
+    selector layer's ``RewardWeights`` (same checks) with the name results tables show."""
 
     name: str = "default"
-    safety: float = 0.5
-    alignment: float = 0.3
-    utility: float = 0.2
 
-    @model_validator(mode="after")
-    def _valid(self) -> WeightSet:
-        bad = [k for k in WEIGHT_KEYS if not (0.0 <= getattr(self, k) <= 1.0)]  # also refuses NaN
-        if bad:
-            raise ValueError(
-                f"reward weights of set {self.name!r} must be in [0, 1]; bad: "
-                + ", ".join(f"{k}={getattr(self, k)}" for k in bad)
-            )
-        total = sum(getattr(self, k) for k in WEIGHT_KEYS)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(
-                f"reward weights of set {self.name!r} must sum to 1 (safety+alignment+utility), "
-                f"got {total:.6g}"
-            )
-        return self
+    def _what(self) -> str:
+        return f"reward weights of set {self.name!r}"
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(getattr(self, k)) for k in WEIGHT_KEYS}
+    def reward_weights(self) -> RewardWeights:
+        return RewardWeights(**self.as_dict())
 
 
 class LearnerConfig(StrictModel):

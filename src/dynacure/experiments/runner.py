@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,11 @@ from dynacure.experiments.config import ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.io.document import count_tokens
+from dynacure.learners.base import Learner
 from dynacure.selectors.base import Selector
+
+if TYPE_CHECKING:
+    from dynacure.learners.factory import LearnerSpec
 
 log = logging.getLogger(__name__)
 
@@ -714,17 +718,12 @@ def base_folder(cfg: ExperimentConfig) -> Path:
     return find_base(cfg.learner.base_config(), cfg.corpus.data_dir)
 
 
-def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
-    """A fresh learner for one cell (same initialisation per seed across strategies)."""
+def learner_spec(cfg: ExperimentConfig, ws: Workspace) -> LearnerSpec:
+    """The experiment's learner (``learner`` config): an HF model, the pre-trained base fine-tuned, or a
+    TinyGPT of the preset over the experiment's one tokenizer."""
+    from dynacure.learners.factory import LearnerSpec
+
     lc = cfg.learner
-    if lc.hf_path is not None:
-        from dynacure.learners.hf import HFLearner
-
-        return HFLearner.from_pretrained(str(lc.hf_path), device=lc.device, seed=seed)
-    from dynacure.learners.presets import get_preset
-    from dynacure.learners.tiny_gpt import TinyGPT
-    from dynacure.learners.tokenizer import BPETokenizer
-
     overrides: dict[str, Any] = {}
     if lc.batch_size is not None:
         overrides["batch_size"] = lc.batch_size
@@ -732,11 +731,19 @@ def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
         overrides["lr"] = lc.lr
     if lc.warmup_steps is not None:
         overrides["warmup_steps"] = lc.warmup_steps
+    if lc.hf_path is not None:
+        return LearnerSpec(hf_path=lc.hf_path, device=lc.device)
     if lc.base == "pretrained":
         overrides.setdefault("warmup_steps", FINETUNE_WARMUP)
-        return TinyGPT.from_base(base_folder(cfg), seed=seed, device=lc.device, **overrides)
-    config = get_preset(lc.preset, **overrides)
-    return TinyGPT(config, BPETokenizer.from_file(ws.tokenizer), seed=seed, device=lc.device)
+        return LearnerSpec(base=base_folder(cfg), device=lc.device, overrides=overrides)
+    return LearnerSpec(preset=lc.preset, tokenizer=ws.tokenizer, device=lc.device, overrides=overrides)
+
+
+def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Learner:
+    """A fresh learner for one cell (same initialisation per seed across strategies)."""
+    from dynacure.learners.factory import build_learner
+
+    return build_learner(learner_spec(cfg, ws), seed)
 
 
 def selection_suite(keep: np.ndarray, n_tokens: np.ndarray) -> dict[str, Any]:

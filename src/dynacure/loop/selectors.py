@@ -174,9 +174,9 @@ class LoopSelector(Selector):
                 learner.set_schedule(int(getattr(learner, "step", 0)) + cfg.steps * cfg.learner_steps)
             log.info("%s: the loop trains and probes a %s", self.name, type(learner).__name__)
             return learner
-        from dynacure.learners.tiny_gpt import TinyGPT
+        from dynacure.learners.factory import LearnerSpec, build_learner
 
-        return TinyGPT.create([str(t) for t in sample["text"]], preset=cfg.learner_preset, seed=seed)
+        return build_learner(LearnerSpec(preset=cfg.learner_preset), seed, texts=sample["text"].tolist())
 
     def learn(
         self, sample: pd.DataFrame, seed: int, learner: Learner | None = None

@@ -26,12 +26,23 @@ class Selection:
     weight: np.ndarray  # float >= 0: loss weight when kept (1.0 for plain filters)
     keep: np.ndarray  # bool: the realised decision at the budget
     reason: np.ndarray  # str: why kept or dropped (e.g. "kept", "toxicity>0.5", "blocklist", "below_budget")
+    # The text transform of the kept documents: a prefix (the classifier's re-route tag, "" for none) put
+    # before each document's text wherever it is written or trained on; None: no document gets one.
+    prefix: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        for name in ("probability", "weight", "keep", "reason"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"Selection.{name} has {len(getattr(self, name))} rows for {n} ids")
+        for name in ("probability", "weight", "keep", "reason", "prefix"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"Selection.{name} has {len(value)} rows for {n} ids")
+
+    @property
+    def rerouted(self) -> np.ndarray:
+        """Kept documents whose text gets a prefix (a re-route tag)."""
+        if self.prefix is None:
+            return np.zeros(len(self.ids), dtype=bool)
+        return np.asarray(self.keep, dtype=bool) & (np.asarray(self.prefix, dtype=object) != "")
 
     def manifest(self) -> pd.DataFrame:
         # Categorical decision/reason: one small code per document instead of a string each.

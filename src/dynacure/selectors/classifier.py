@@ -17,7 +17,6 @@ is left; what does not fit gets reason ``budget``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,18 +35,6 @@ from dynacure.selectors.common import check_table, max_toxicity, table_ids, toke
 
 N_BUCKETS = 6
 DEFAULT_TAG = "<|harmful|>"
-
-
-@dataclass
-class TaggedSelection(Selection):
-    """A selection whose kept documents may get a text prefix (a tag) when written out."""
-
-    prefix: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(self.prefix) != len(self.ids):
-            raise ValueError(f"TaggedSelection.prefix has {len(self.prefix)} rows for {len(self.ids)} ids")
 
 
 def harm_buckets(prob: np.ndarray) -> np.ndarray:
@@ -127,9 +114,7 @@ class ClassifierSelector(Selector):
         reason[reroute & res.keep] = "reroute"
         weight = np.where(reroute, self.reroute_weight, 1.0)
         prefix = keep_reasons(reroute & res.keep & bool(self.reroute_tag), self.reroute_tag + " ", "")
-        return TaggedSelection(
-            table_ids(table), res.probability, weight, res.keep, reason, prefix=prefix
-        )
+        return Selection(table_ids(table), res.probability, weight, res.keep, reason, prefix=prefix)
 
     def params(self) -> dict[str, Any]:
         return {

@@ -217,11 +217,7 @@ def apply_disparity_cap(selection: Selection, n_tokens: np.ndarray, membership: 
                "worst_ratio_before": max(before.values(), default=float("nan")),
                "worst_ratio_after": max(after.values(), default=float("nan")),
                "ratios_before": before, "ratios_after": after}
-    out = Selection(selection.ids, selection.probability, weight, keep, reason)
-    for attr in ("prefix",):  # strategy extras (re-routing tags) carry over
-        if hasattr(selection, attr):
-            setattr(out, attr, getattr(selection, attr))
-    return out, summary
+    return Selection(selection.ids, selection.probability, weight, keep, reason, selection.prefix), summary
 
 
 MANIFEST_SCHEMA = pa.schema([("id", pa.string()), ("decision", pa.string()), ("probability", pa.float64()),
@@ -477,7 +473,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         raise RuntimeError(f"selector {strategy!r} kept {kept_tokens} tokens over the budget of {limit}")
 
     # ---- write -----------------------------------------------------------------------------------------
-    prefix = getattr(selection, "prefix", None)
+    prefix = selection.prefix
     weighted = bool(np.any(np.abs(selection.weight[selection.keep] - 1.0) > 1e-12))
     pii_counts: Counter[str] = Counter()
     redact = None
