@@ -12,7 +12,7 @@ and the selectors' budget helper turns the probabilities into decisions at the t
 documents of highest probability (deterministic, so a corpus-wide application on Ray gives the same
 decisions), or ``decision="sample"`` for Gumbel sampling in proportion to the probability (measured on the
 demo corpus: sampling let 5% toxic documents through where the top probabilities let 0% through). With
-``policy_path`` a saved policy is applied without learning. ``apply_policy_batch(policy_path, table)`` is
+``policy_path`` a saved policy is applied without learning. ``loop.policy.apply_policy_batch`` is
 the same application for one batch, the function a Ray Data ``map_batches`` stage calls; ``engine="ray"``
 applies the policy that way (``dynacure.loop.ray_apply``), saving a just-learned policy to a temporary
 folder first, with the same batches and so the same probabilities and decisions as the local application.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -299,16 +298,3 @@ class BanditSelector(LoopSelector):
 def register(registry: dict[str, Any]) -> None:
     """Add the loop strategies to a name -> factory mapping (for registries other than the selectors')."""
     registry.update({"ppo": PPOSelector, "reinforce": ReinforceSelector, "bandit": BanditSelector})
-
-
-@lru_cache(maxsize=8)
-def _cached_policy(path: str, mtime: float) -> Any:
-    return load_policy(path)
-
-
-def apply_policy_batch(policy_path: str | Path, table: pd.DataFrame) -> np.ndarray:
-    """Keep probabilities of a saved policy for one batch (a pandas table with the attribute columns)."""
-    header = Path(policy_path) / "policy.json"
-    if not header.exists():
-        raise FileNotFoundError(f"{header}: no saved policy")
-    return _cached_policy(str(Path(policy_path).resolve()), header.stat().st_mtime).probabilities(table)
