@@ -174,7 +174,7 @@ def test_heuristic_blocklist_feature_equals_text_path():
 def test_curate_gives_the_heuristic_features_not_the_texts(tmp_path, monkeypatch):
     from dynacure.io.demo_corpus import generate_demo_corpus
     from dynacure.io.writers import write_corpus
-    from dynacure.selectors.curate import curate
+    from dynacure.pipeline.curate import curate
     from dynacure.selectors.heuristic import HeuristicSelector
 
     docs = generate_demo_corpus(n_docs=300, toxic_share=0.2, seed=4)

@@ -107,7 +107,7 @@ def test_experiment_config_accepts_it_as_reward_free():
 def test_curate_drops_a_demo_source(tmp_path):
     from dynacure.io.demo_corpus import generate_demo_corpus
     from dynacure.io.writers import write_corpus
-    from dynacure.selectors.curate import curate
+    from dynacure.pipeline.curate import curate
 
     docs = generate_demo_corpus(n_docs=300, toxic_share=0.2, seed=4)
     write_corpus(docs, tmp_path / "corpus", shard_size=70)
