@@ -25,6 +25,7 @@ class Cell:
     budget: float = 0.5
     weights_name: str = "default"
     weights: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
+    redact_pii: bool = False  # the kept texts are PII-redacted before training (StrategyConfig.redact_pii)
 
     @property
     def cell_id(self) -> str:
@@ -37,7 +38,10 @@ class Cell:
         return f"{slug}__b{self.budget:g}__w-{wslug}__s{self.seed}__{digest}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.redact_pii:  # cells without redaction keep the ids (and folders) they had before it
+            del d["redact_pii"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
@@ -62,6 +66,7 @@ def expand_grid(cfg: ExperimentConfig) -> list[Cell]:
                             budget=float(budget),
                             weights_name=ws.name,
                             weights=ws.as_dict(),
+                            redact_pii=strat.redact_pii,
                         )
                     )
     return cells

@@ -89,6 +89,8 @@ class StrategyConfig(StrictModel):
     name: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # PII redacted from the kept documents' text before training, as ``dynacure curate --redact-pii``
+    redact_pii: bool = False
 
     @property
     def key(self) -> str:

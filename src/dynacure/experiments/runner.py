@@ -42,7 +42,7 @@ from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.io.document import count_tokens
 from dynacure.learners.base import Learner
-from dynacure.selectors.base import Selector
+from dynacure.selectors.base import Selection, Selector
 
 if TYPE_CHECKING:
     from dynacure.learners.factory import LearnerSpec
@@ -705,6 +705,7 @@ class CellOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     policy_log: dict[str, Any] | None = None
     curation_flops: float = math.nan
+    selection: Selection | None = None  # the decisions with their text transform (re-route prefixes)
 
 
 # Warm-up steps when fine-tuning the base (the base's 100 would span most of a cell's few hundred steps).
@@ -863,10 +864,11 @@ def select_stage(
         selector.learner_factory = lambda: make_learner(cfg, ws, cell.seed)
     ctx = SelectionContext(budget=cell.budget, seed=cell.seed, learner=proxy, target_texts=target)
     from dynacure.experiments.efficiency import curation_flops, split_selection_time, time_method
+    from dynacure.pipeline.select import SelectStep
 
     learning = time_method(selector, "learn")  # loop policies: learning vs applying the policy
     t0 = time.perf_counter()
-    sel = selector.select(table, ctx)
+    sel = SelectStep(selector, ctx).run(table)  # the select step of `dynacure curate`
     seconds = time.perf_counter() - t0
     timings = {"time_selection_s": seconds, **split_selection_time(cell.strategy_name, seconds, learning)}
     flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy())
@@ -874,7 +876,7 @@ def select_stage(
     feature_drops = list(selector.dropped_columns)
     if feature_drops:  # columns without a value in the loop's sample: recorded with the cell's policy log
         plog = {**(plog or {}), "dropped_columns": feature_drops}
-    return CellOutcome(sel.manifest(), timings, plog, flops)
+    return CellOutcome(sel.manifest(), timings, plog, flops, sel)
 
 
 def _policy_log(selector: Selector) -> dict[str, Any] | None:
@@ -886,22 +888,32 @@ def _policy_log(selector: Selector) -> dict[str, Any] | None:
     return {k: [float(row.get(k, math.nan)) for row in rows] for k in keys}
 
 
+def training_data(table: pd.DataFrame, selection: Selection, redact_pii: bool = False
+                  ) -> tuple[list[str], np.ndarray]:
+    """The texts and loss weights a cell trains on: the kept documents in table order, through the
+    pipeline's transform step (re-route prefix, then PII redaction when asked), so a cell trains on
+    exactly the text ``dynacure curate`` writes for the same selection."""
+    from dynacure.pipeline.transform import TextTransform
+
+    rows = np.flatnonzero(np.asarray(selection.keep, dtype=bool))
+    texts = TextTransform.of(selection, redact_pii).apply_all(rows, table["text"].to_numpy()[rows].tolist())
+    return texts, np.asarray(selection.weight, dtype=float)[rows]
+
+
 def train_stage(
     cfg: ExperimentConfig,
     ws: Workspace,
     cell: Cell,
     table: pd.DataFrame,
-    manifest: pd.DataFrame,
+    selection: Selection,
     events: Events,
 ) -> tuple[Any, dict[str, Any], float]:
     """Train a fresh learner on the kept documents (with their weights) for cfg.learner.max_tokens tokens."""
     from dynacure.learners.training import train
 
-    kept = manifest[manifest["decision"] == "keep"]
-    if kept.empty:
+    if not np.any(selection.keep):
         raise ValueError(f"cell {cell.cell_id}: the strategy kept no documents")
-    texts = table.set_index("id").loc[kept["id"], "text"].tolist()
-    weights = kept["weight"].astype(float).to_numpy()
+    texts, weights = training_data(table, selection, cell.redact_pii)
     learner = make_learner(cfg, ws, cell.seed)
     t0 = time.perf_counter()
     tlog = train(
@@ -1039,7 +1051,8 @@ def run_cell(
     keep = (man["decision"] == "keep").to_numpy()
     ntok = table.set_index("id").loc[man["id"], "n_tokens"].to_numpy(dtype=float)
     if cfg.learner.train:
-        learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection_manifest, events)
+        assert sel.selection is not None
+        learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection, events)
         suites, t_eval = evaluate_stage(cfg, ws, learner, cell.seed, evaldata, events)
     else:  # curation only: the selection itself is the result
         learner, train_log, t_train, t_eval = None, {"tokens_seen": 0}, 0.0, 0.0
