@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dynacure.cli.main import app
 from dynacure.io.attributes import write_attribute_shard
-from dynacure.selectors.curate import CAP_DROPPED, CAP_READMITTED, curate
+from dynacure.pipeline.curate import CAP_DROPPED, CAP_READMITTED, curate
 
 
 def _corpus(tmp_path):

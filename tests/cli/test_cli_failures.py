@@ -178,7 +178,7 @@ def test_param_errors_name_the_parameter_not_python_internals(tmp_path):
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
     import dynacure.experiments.runner as runner
-    import dynacure.selectors.curate as curate_mod
+    import dynacure.pipeline.curate as curate_mod
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

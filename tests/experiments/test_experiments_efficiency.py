@@ -52,7 +52,7 @@ def test_model_work_flops_known_answer():
 
 
 def test_curation_flops_nan_for_rules_and_finite_for_loop():
-    from dynacure.selectors import get_selector
+    from dynacure.pipeline.strategies import get_selector
 
     nt = np.full(20, 30.0)
     assert math.isnan(eff.curation_flops("random", get_selector("random"), nt))

@@ -23,7 +23,8 @@ def _saved_policy(table, alg, path):
 
 
 def test_ray_apply_equals_local_apply(pool, tmp_path):
-    from dynacure.loop.selectors import BanditSelector, PPOSelector, apply_policy_batch
+    from dynacure.loop.policy import apply_policy_batch
+    from dynacure.loop.selectors import BanditSelector, PPOSelector
 
     table, _ = pool  # 600 rows
     ctx = SelectionContext(budget=0.4, seed=0)

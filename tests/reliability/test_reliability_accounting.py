@@ -22,7 +22,7 @@ from dynacure.cli.main import app
 from dynacure.io.demo_corpus import generate_demo_corpus
 from dynacure.io.readers import read_documents
 from dynacure.io.writers import write_documents
-from dynacure.selectors.curate import curate
+from dynacure.pipeline.curate import curate
 
 N_GOOD = 400
 # reason -> how many records of the corpus below are quarantined with it
@@ -166,15 +166,15 @@ def test_manifest_rows_are_written_in_order_and_only_when_complete(tmp_path: Pat
     import numpy as np
     import pandas as pd
 
+    from dynacure.pipeline.write import manifest_writer
     from dynacure.selectors.base import Selection
-    from dynacure.selectors.curate import _manifest_writer
 
     sel = Selection(np.arange(3), np.array([1.0, 0.5, 0.0], np.float32), np.ones(3),
                     np.array([True, True, False]), pd.Categorical(["kept", "kept", "budget"]))
     codes, names = sel.reason.codes, sel.reason.categories
     extra = pd.DataFrame({"id": ["q"], "decision": ["quarantined"], "probability": [0.0], "weight": [0.0],
                           "reason": ["invalid_json: line 3"]})
-    with _manifest_writer(tmp_path / "m.parquet", sel, codes, names) as rows:
+    with manifest_writer(tmp_path / "m.parquet", sel, codes, names) as rows:
         for doc_id in ("a", "b", "c"):
             rows.add(doc_id)
         rows.finish(extra)
@@ -184,7 +184,7 @@ def test_manifest_rows_are_written_in_order_and_only_when_complete(tmp_path: Pat
     assert m["reason"].tolist() == ["kept", "kept", "budget", "invalid_json: line 3"]
     assert m["probability"].tolist() == [1.0, 0.5, 0.0, 0.0]
     with pytest.raises(RuntimeError, match="2 selection rows for 3"), \
-            _manifest_writer(tmp_path / "short.parquet", sel, codes, names) as rows:
+            manifest_writer(tmp_path / "short.parquet", sel, codes, names) as rows:
         rows.add("a")
         rows.add("b")
         rows.finish(extra)

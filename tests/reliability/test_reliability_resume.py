@@ -24,7 +24,7 @@ from dynacure.experiments.config import load_experiment_config
 from dynacure.experiments.runner import Events, run_experiment
 from dynacure.io.demo_corpus import generate_demo_corpus
 from dynacure.io.writers import write_corpus
-from dynacure.selectors.curate import curate
+from dynacure.pipeline.curate import curate
 
 DYNACURE = [str(Path(sys.executable).with_name("dynacure"))]
 CURATE_ARGS = ["-s", "heuristic", "-b", "0.5", "--seed", "3",

@@ -8,7 +8,7 @@ import pytest
 
 from dynacure.selectors import available_selectors, get_selector
 from dynacure.selectors.base import SelectionContext
-from dynacure.selectors.classifier import TaggedSelection, harm_buckets
+from dynacure.selectors.classifier import harm_buckets
 from dynacure.selectors.reward import RewardWeights, composite_reward
 
 
@@ -98,7 +98,8 @@ def test_classifier_buckets_and_reroute():
     t = pd.DataFrame({"id": [f"d{i}" for i in range(10)], "n_tokens": np.full(10, 10),
                       "toxicity_ngram__toxicity": p})
     sel = get_selector("classifier").select(t, SelectionContext(budget=1.0, seed=0))
-    assert isinstance(sel, TaggedSelection)
+    assert sel.prefix is not None
+    assert sel.rerouted.tolist() == [False] * 5 + [True] * 3 + [False] * 2
     assert sel.reason.tolist() == ["kept"] * 5 + ["reroute"] * 3 + ["bucket>=5"] * 2
     assert sel.keep.tolist() == [True] * 8 + [False] * 2
     np.testing.assert_allclose(sel.weight[:8], [1, 1, 1, 1, 1, 0.5, 0.5, 0.5])
@@ -173,7 +174,7 @@ def test_heuristic_blocklist_feature_equals_text_path():
 def test_curate_gives_the_heuristic_features_not_the_texts(tmp_path, monkeypatch):
     from dynacure.io.demo_corpus import generate_demo_corpus
     from dynacure.io.writers import write_corpus
-    from dynacure.selectors.curate import curate
+    from dynacure.pipeline.curate import curate
     from dynacure.selectors.heuristic import HeuristicSelector
 
     docs = generate_demo_corpus(n_docs=300, toxic_share=0.2, seed=4)

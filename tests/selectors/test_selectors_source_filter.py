@@ -92,9 +92,9 @@ def test_a_source_not_in_the_table_is_reported(caplog):
 
 
 def test_experiment_config_accepts_it_as_reward_free():
-    from dynacure.experiments.config import REWARD_FREE, experiment_config_from_dict
+    from dynacure.experiments.config import experiment_config_from_dict, uses_reward
 
-    assert "source_filter" in REWARD_FREE
+    assert not uses_reward("source_filter")
     # reward-free: a weight on alignment needs no alignment signal when no strategy reads the reward
     cfg = experiment_config_from_dict({
         "strategies": [{"name": "random"}, {"name": "source_filter", "params": {"sources": ["jigsaw"]}}],
@@ -107,7 +107,7 @@ def test_experiment_config_accepts_it_as_reward_free():
 def test_curate_drops_a_demo_source(tmp_path):
     from dynacure.io.demo_corpus import generate_demo_corpus
     from dynacure.io.writers import write_corpus
-    from dynacure.selectors.curate import curate
+    from dynacure.pipeline.curate import curate
 
     docs = generate_demo_corpus(n_docs=300, toxic_share=0.2, seed=4)
     write_corpus(docs, tmp_path / "corpus", shard_size=70)

@@ -137,9 +137,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
         from dynacure.io.readers import list_data_files, text_field_default
-        from dynacure.selectors import selector_class
+        from dynacure.pipeline.curate import curate
+        from dynacure.pipeline.strategies import selector_class
         from dynacure.selectors.budget import check_budget
-        from dynacure.selectors.curate import curate
         from dynacure.selectors.reward import RewardWeights
 
         # Refuse bad input before any work (the library checks again).

@@ -20,7 +20,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 def _strategies() -> list[str]:
-    from dynacure.selectors import available_selectors
+    from dynacure.pipeline.strategies import available_selectors
 
     return available_selectors()
 

@@ -107,19 +107,17 @@ def register(app: typer.Typer) -> None:
 
         ckpt = out / "checkpoint"
         resuming = (ckpt / "latest").exists() or (ckpt / ".old-latest").exists()
-        if hf_model is not None:
-            from dynacure.learners.hf import HFLearner
-
-            learner = HFLearner.from_pretrained(hf_model, device=device, seed=seed)
-        else:
+        if hf_model is None and resuming:  # the checkpoint holds the tokenizer the run started with
             from dynacure.learners.tiny_gpt import TinyGPT
 
-            if resuming:  # the checkpoint holds the tokenizer the run started with
-                latest = ckpt / "latest" if (ckpt / "latest").exists() else ckpt / ".old-latest"
-                learner = TinyGPT.load(latest, device=device)
-            else:
-                step = max(1, len(texts) // _TOKENIZER_DOCS)
-                learner = TinyGPT.create(texts[::step], preset=preset, seed=seed, device=device)
+            latest = ckpt / "latest" if (ckpt / "latest").exists() else ckpt / ".old-latest"
+            learner = TinyGPT.load(latest, device=device)
+        else:
+            from dynacure.learners.factory import LearnerSpec, build_learner
+
+            step = max(1, len(texts) // _TOKENIZER_DOCS)
+            learner = build_learner(LearnerSpec(preset=preset, hf_path=hf_model, device=device), seed,
+                                    texts=texts[::step])
         tlog = train(
             learner,
             texts,

@@ -191,21 +191,27 @@ def policy_view(pool: pd.DataFrame) -> pd.DataFrame:
     return pool.drop(columns=[c for c in pool.columns if c.startswith("gold_")])
 
 
-def rewards(pool: pd.DataFrame, cfg: AdaptConfig) -> tuple[np.ndarray, np.ndarray, str, str]:
-    """Per-document reward A and reward B, with a description of each."""
+RewardSpec = tuple[RewardWeights, RewardColumns]  # what composite_reward and RAFT take
+
+
+def reward_specs(cfg: AdaptConfig) -> tuple[RewardSpec, RewardSpec]:
+    """The weights and columns of reward A and reward B (what ``composite_reward`` and RAFT take)."""
     if cfg.switch == "weights":
         cols = RewardColumns(toxicity=list(cfg.safety_after))
-        a = composite_reward(pool, cfg.weights_before, cols)
-        b = composite_reward(pool, cfg.weights_after, cols)
-        da = _wtext(cfg.weights_before)
-        db = _wtext(cfg.weights_after)
-    else:
-        w = cfg.weights_after
-        a = composite_reward(pool, w, RewardColumns(toxicity=list(cfg.safety_before)))
-        b = composite_reward(pool, w, RewardColumns(toxicity=list(cfg.safety_after)))
-        da = f"safety from {', '.join(cfg.safety_before)} ({_wtext(w)})"
-        db = f"safety from {', '.join(cfg.safety_after)} ({_wtext(w)})"
-    return a, b, da, db
+        return (cfg.weights_before, cols), (cfg.weights_after, cols)
+    w = cfg.weights_after
+    return ((w, RewardColumns(toxicity=list(cfg.safety_before))),
+            (w, RewardColumns(toxicity=list(cfg.safety_after))))
+
+
+def rewards(pool: pd.DataFrame, cfg: AdaptConfig) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """Per-document reward A and reward B, with a description of each."""
+    (wa, ca), (wb, cb) = reward_specs(cfg)
+    a, b = composite_reward(pool, wa, ca), composite_reward(pool, wb, cb)
+    if cfg.switch == "weights":
+        return a, b, _wtext(wa), _wtext(wb)
+    return (a, b, f"safety from {', '.join(cfg.safety_before)} ({_wtext(wa)})",
+            f"safety from {', '.join(cfg.safety_after)} ({_wtext(wb)})")
 
 
 def _wtext(w: RewardWeights) -> str:
@@ -259,10 +265,10 @@ def _make_env(
 
     learner = probes = train_mask = None
     if preset is not None:
-        from dynacure.learners.tiny_gpt import TinyGPT
+        from dynacure.learners.factory import LearnerSpec, build_learner
         from dynacure.loop.probes import build_probes, reward_toxicity_scorer
 
-        learner = TinyGPT.create([str(t) for t in view["text"]], preset=preset, seed=seed)
+        learner = build_learner(LearnerSpec(preset=preset), seed, texts=view["text"].tolist())
         probes, train_mask = build_probes(
             view, lcfg.probes, seed=seed, labels=gold, scorer=reward_toxicity_scorer(("profanity",))
         )
@@ -343,20 +349,33 @@ def _ffill(x: list[float]) -> np.ndarray:
     return s.to_numpy()
 
 
+def _raft_keep(pool: pd.DataFrame, cfg: AdaptConfig, spec: RewardSpec, reward: np.ndarray) -> np.ndarray:
+    """RAFT's decisions at the budget through the pipeline's select step (top of the pool by ``spec``'s
+    reward), after checking that its reward is the ``reward`` the caller measures with."""
+    from dynacure.pipeline.select import SelectStep
+    from dynacure.selectors.base import SelectionContext
+    from dynacure.selectors.raft import RaftSelector
+
+    raft = RaftSelector(weights=spec[0], columns=spec[1])
+    sel = SelectStep(raft, SelectionContext(budget=cfg.budget, seed=cfg.seed)).run(policy_view(pool))
+    if raft.last_reward is None or not np.allclose(raft.last_reward, reward, equal_nan=True):
+        raise ValueError("static filter: the reward handed in is not the configured reward")
+    return np.asarray(sel.keep, dtype=bool)
+
+
 def static_filter(
     pool: pd.DataFrame, cfg: AdaptConfig, reward_a: np.ndarray, reward_b: np.ndarray, panel_idx: np.ndarray
 ) -> dict[str, Any]:
-    """Top of the pool by reward A at the budget, decided once: its panel metric is the same at every
-    step, before and after the switch."""
-    from dynacure.selectors.budget import top_to_budget
-
+    """Top of the pool by reward A at the budget (RAFT, decided once through the select step ``dynacure
+    curate`` uses): its panel metric is the same at every step, before and after the switch."""
+    spec_a, spec_b = reward_specs(cfg)
     nt = pool["n_tokens"].to_numpy()
-    keep = top_to_budget(reward_a, nt, cfg.budget).keep
+    keep = _raft_keep(pool, cfg, spec_a, reward_a)
     gold = pool["gold_toxic"].to_numpy()
     share = expected_share(keep[panel_idx].astype(float), nt[panel_idx], gold[panel_idx])
     total = cfg.steps_before + cfg.steps_after
     series = [share] * total
-    oracle_b = top_to_budget(reward_b, nt, cfg.budget).keep
+    oracle_b = _raft_keep(pool, cfg, spec_b, reward_b)
     return {
         "series": {"panel_toxic_share": series},
         "toxic_share_pool_selection": expected_share(keep.astype(float), nt, gold),

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
+from dynacure.experiments.config import ExperimentConfig, uses_reward
 
 CELL_FILES = ("manifest.parquet", "metrics.json", "train_log.json", "run.json")
 DONE = "DONE"
@@ -25,6 +25,7 @@ class Cell:
     budget: float = 0.5
     weights_name: str = "default"
     weights: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
+    redact_pii: bool = False  # the kept texts are PII-redacted before training (StrategyConfig.redact_pii)
 
     @property
     def cell_id(self) -> str:
@@ -37,7 +38,10 @@ class Cell:
         return f"{slug}__b{self.budget:g}__w-{wslug}__s{self.seed}__{digest}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.redact_pii:  # cells without redaction keep the ids (and folders) they had before it
+            del d["redact_pii"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
@@ -49,7 +53,7 @@ def expand_grid(cfg: ExperimentConfig) -> list[Cell]:
     cells: list[Cell] = []
     for strat in cfg.strategies:
         # A reward-free strategy gets one cell per seed x budget: more would repeat identical work.
-        weight_sets = cfg.weights[:1] if strat.name in REWARD_FREE else cfg.weights
+        weight_sets = cfg.weights if uses_reward(strat.name) else cfg.weights[:1]
         for budget in cfg.budgets:
             for ws in weight_sets:
                 for seed in cfg.seeds:
@@ -62,6 +66,7 @@ def expand_grid(cfg: ExperimentConfig) -> list[Cell]:
                             budget=float(budget),
                             weights_name=ws.name,
                             weights=ws.as_dict(),
+                            redact_pii=strat.redact_pii,
                         )
                     )
     return cells

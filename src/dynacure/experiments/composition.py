@@ -59,9 +59,9 @@ def cell_composition(manifest: pd.DataFrame, documents: pd.DataFrame) -> pd.Data
 
 def run_composition(runs: str | Path) -> pd.DataFrame:
     """Composition of every finished cell of a RUNS folder, averaged over seeds per strategy x budget."""
-    from dynacure.report.data import load_run
+    from dynacure.experiments.results import read_cell_files, read_results
 
-    data = load_run(runs)
+    data = read_cell_files(Path(runs), read_results(runs))
     if data.documents is None or not data.manifests:
         return pd.DataFrame()
     frames = []

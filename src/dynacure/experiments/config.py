@@ -15,49 +15,28 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dynacure.config import ConfigError, StrictModel, load_toml, validate_config
+from dynacure.selectors.reward import RewardWeights
 
 FORMAT_VERSION = 1
 
-# The strategies of the design (selectors layer + the loop's learned policies). Used when the selector
-# registry cannot be imported, so a typo is still refused before any work.
-DOCUMENTED_STRATEGIES = (
-    "random",
-    "heuristic",
-    "classifier",
-    "raft",
-    "dsir",
-    "color",
-    "ica",
-    "source_filter",
-    "ppo",
-    "reinforce",
-    "bandit",
-)
-
-
-# Strategies whose selection does not read the composite reward: the weight axis does not apply to them.
-REWARD_FREE = frozenset({"random", "heuristic", "classifier", "dsir", "color", "ica", "source_filter"})
 
 
 def known_strategies() -> list[str]:
-    """Strategy names the selector registry knows (the loop registers its policies on import)."""
+    """Strategy names the selector registry knows, the loop's policies included."""
+    from dynacure.pipeline.strategies import available_selectors
+
+    return available_selectors()
+
+
+def uses_reward(name: str) -> bool:
+    """Whether strategy ``name`` reads the composite reward (its ``uses_reward`` trait), so that the weight
+    axis applies to it; an unknown name counts as reading it (``check_strategies`` refuses it by name)."""
+    from dynacure.pipeline.strategies import selector_class
+
     try:
-        from dynacure import selectors
-
-        lister = getattr(selectors, "available_selectors", None)
-        if lister is not None:
-            names = set(lister())
-            try:  # the learned policies register themselves when the loop package is imported
-                import dynacure.loop  # noqa: F401
-
-                names |= set(lister())
-            except ImportError:
-                pass
-            if names:
-                return sorted(names)
-    except ImportError:
-        pass
-    return list(DOCUMENTED_STRATEGIES)
+        return selector_class(name).uses_reward
+    except KeyError:
+        return True
 
 
 class DemoCorpusConfig(StrictModel):
@@ -110,42 +89,25 @@ class StrategyConfig(StrictModel):
     name: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # PII redacted from the kept documents' text before training, as ``dynacure curate --redact-pii``
+    redact_pii: bool = False
 
     @property
     def key(self) -> str:
         return self.label or self.name
 
 
-WEIGHT_KEYS = ("safety", "alignment", "utility")
-
-
-class WeightSet(StrictModel):
-    """Weights of the composite reward ``w_s*safety + w_a*alignment + w_u*utility`` (each in [0, 1],
-    summing to 1, as ``dynacure.selectors.reward.RewardWeights`` requires)."""
+class WeightSet(RewardWeights):
+    """A named set of the composite reward's weights ``w_s*safety + w_a*alignment + w_u*utility``: the
+    selector layer's ``RewardWeights`` (same checks) with the name results tables show."""
 
     name: str = "default"
-    safety: float = 0.5
-    alignment: float = 0.3
-    utility: float = 0.2
 
-    @model_validator(mode="after")
-    def _valid(self) -> WeightSet:
-        bad = [k for k in WEIGHT_KEYS if not (0.0 <= getattr(self, k) <= 1.0)]  # also refuses NaN
-        if bad:
-            raise ValueError(
-                f"reward weights of set {self.name!r} must be in [0, 1]; bad: "
-                + ", ".join(f"{k}={getattr(self, k)}" for k in bad)
-            )
-        total = sum(getattr(self, k) for k in WEIGHT_KEYS)
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(
-                f"reward weights of set {self.name!r} must sum to 1 (safety+alignment+utility), "
-                f"got {total:.6g}"
-            )
-        return self
+    def _what(self) -> str:
+        return f"reward weights of set {self.name!r}"
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(getattr(self, k)) for k in WEIGHT_KEYS}
+    def reward_weights(self) -> RewardWeights:
+        return RewardWeights(**self.as_dict())
 
 
 class LearnerConfig(StrictModel):
@@ -274,8 +236,8 @@ class ExperimentConfig(StrictModel):
             raise ValueError(f"strategy labels repeat: {dup} (give each variant its own 'label')")
         # A reward component with weight > 0 reads its signal's columns: refuse now, not mid-experiment.
         needs = {"alignment": "alignment", "utility": "quality"}
-        uses_reward = any(st.name not in REWARD_FREE for st in self.strategies)
-        for ws in self.weights if uses_reward else []:
+        reads_reward = any(uses_reward(st.name) for st in self.strategies)
+        for ws in self.weights if reads_reward else []:
             for comp, signal in needs.items():
                 if getattr(ws, comp) > 0 and signal not in self.scoring.signals:
                     raise ValueError(

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-# Strategies whose selection is a rule over stored scores: nothing is learned while selecting.
-RULE_STRATEGIES = frozenset({"random", "heuristic", "source_filter", "classifier", "raft", "dsir"})
-LOOP_STRATEGIES = frozenset({"ppo", "reinforce", "bandit"})
+from dynacure.selectors.base import Selector
+
+# Selector kinds whose selection is a rule over stored scores: nothing is learned while selecting.
+LEARNS_NOTHING = frozenset({"rule", "score"})
 POLICY_FEATURES_GUESS = 24  # feature + summary width of a loop policy, for its (negligible) FLOPs
 
 
@@ -113,21 +114,20 @@ def model_work_flops(cost: dict[str, float] | None) -> float:
     return forward_flops(n, cost["forward_positions"]) + train_flops(n, cost["train_positions"])
 
 
-def curation_flops(strategy: str, selector: Any, n_tokens: np.ndarray) -> float:
-    """Curation FLOPs of one selection by ``selector`` (registry name ``strategy``); NaN for rule-based
-    strategies over stored scores."""
+def curation_flops(strategy: str, selector: Selector, n_tokens: np.ndarray) -> float:
+    """Curation FLOPs of one selection by ``selector`` (registry name ``strategy``), by its ``kind``: NaN
+    for rules and rankings over stored scores."""
+    del strategy  # the selector's own traits say what it ran
     n_tokens = np.asarray(n_tokens, dtype=np.float64)
-    if strategy in LOOP_STRATEGIES:
-        cfg = getattr(selector, "config", None)
+    if selector.kind == "loop":
+        cfg = selector.config
         if cfg is None:
             return math.nan
-        learns = getattr(selector, "policy_path", None) is None
+        learns = selector.policy_path is None
         sample = n_tokens[: min(len(n_tokens), int(cfg.sample_size))]
-        return loop_flops(cfg, sample, len(n_tokens), bool(getattr(selector, "use_learner", True)), learns)[
-            "total"
-        ]
-    if strategy in ("color", "ica"):
-        return model_work_flops(getattr(selector, "cost", None))
+        return loop_flops(cfg, sample, len(n_tokens), selector.use_learner, learns)["total"]
+    if selector.kind == "model":
+        return model_work_flops(selector.cost)
     return math.nan
 
 
@@ -172,11 +172,14 @@ def split_selection_time(strategy: str, total_s: float, learning: Timer) -> dict
     Loop policies: time inside ``learn`` vs the rest (applying the policy to the pool and the budget).
     Rule-based strategies learn nothing (0 s learning). CoLoR/ICA fit models while scoring, so the split is
     not measured (NaN) and the whole time is in ``time_selection_s``."""
-    if strategy in LOOP_STRATEGIES:
+    from dynacure.pipeline.strategies import selector_class
+
+    kind = selector_class(strategy).kind
+    if kind == "loop":
         return {
             "time_policy_learning_s": learning.seconds,
             "time_policy_apply_s": max(0.0, total_s - learning.seconds),
         }
-    if strategy in RULE_STRATEGIES:
+    if kind in LEARNS_NOTHING:
         return {"time_policy_learning_s": 0.0, "time_policy_apply_s": total_s}
     return {"time_policy_learning_s": math.nan, "time_policy_apply_s": math.nan}

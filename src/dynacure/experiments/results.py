@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,28 @@ def read_results(runs: str | Path) -> pd.DataFrame:
     df = table.to_pandas()
     df.attrs["runs"] = str(Path(runs))
     return df
+
+
+@dataclass
+class CellFiles:
+    """What the finished cells of a RUNS folder left, per cell id (read by the composition and the report)."""
+
+    documents: pd.DataFrame | None = None  # RUNS/documents.parquet: id, source, n_tokens, gold labels
+    manifests: dict[str, pd.DataFrame] = field(default_factory=dict)  # id, decision
+    train_logs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell_id -> cell dict
+
+
+def read_cell_files(root: Path, results: pd.DataFrame) -> CellFiles:
+    """The documents table and, for every cell of ``results``, its manifest, training log and cell dict."""
+    docs_path = root / "documents.parquet"
+    out = CellFiles(documents=pd.read_parquet(docs_path) if docs_path.exists() else None)
+    for cid in sorted(results["cell_id"].unique()) if len(results) else []:
+        d = root / "cells" / cid
+        if (d / "manifest.parquet").exists():
+            out.manifests[cid] = pd.read_parquet(d / "manifest.parquet", columns=["id", "decision"])
+        if (d / "train_log.json").exists():
+            out.train_logs[cid] = json.loads((d / "train_log.json").read_text())
+        if (d / "metrics.json").exists():
+            out.cells[cid] = json.loads((d / "metrics.json").read_text()).get("cell", {})
+    return out

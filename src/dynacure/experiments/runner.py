@@ -30,19 +30,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from dynacure.config import ConfigError
 from dynacure.experiments.cells import CELL_FILES, DONE, Cell, cell_dir, expand_grid, is_done
-from dynacure.experiments.config import REWARD_FREE, ExperimentConfig
+from dynacure.experiments.config import ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from dynacure.io.document import count_tokens
 from dynacure.io.jsonfile import read_versioned
+from dynacure.learners.base import Learner
+from dynacure.selectors.base import Selection, Selector
 from dynacure.selectors.common import TOXICITY_SIGNALS
+
+if TYPE_CHECKING:
+    from dynacure.learners.factory import LearnerSpec
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +149,7 @@ def reads_public_data(cfg: ExperimentConfig) -> bool:
     if any("data_dir" in p for p in [*cfg.scoring.params.values(), *cfg.evaluation.options.values()]):
         return True
     # the loop's alignment probe reads HH-RLHF pairs only when a strategy asks for them explicitly
-    return any(st.name in LOOP_STRATEGIES and st.params.get("use_pairs") is True for st in cfg.strategies)
+    return any(is_loop(st.name) and st.params.get("use_pairs") is True for st in cfg.strategies)
 
 
 def _data_dirs(cfg: ExperimentConfig) -> list[Path]:
@@ -215,7 +220,7 @@ def models_used(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Path]:
             used[name] = resolve(name, kw.get(name, {}).get("model_dir"))
     if "quality" in cfg.scoring.signals and kw.get("quality", {}).get("lm_path"):
         used["quality reference LM"] = Path(str(kw["quality"]["lm_path"]))
-    if any(st.name in LOOP_STRATEGIES for st in cfg.strategies):  # the loop's reward-side toxicity scorer
+    if any(is_loop(st.name) for st in cfg.strategies):  # the loop's reward-side toxicity scorer
         loop_dir = loop_signal_kwargs(cfg, ws).get(TOXICITY_NGRAM, {}).get("model_dir")
         used.setdefault(TOXICITY_NGRAM, resolve(TOXICITY_NGRAM, loop_dir))
     if "toxicity" in cfg.evaluation.suites and cfg.learner.train:
@@ -697,6 +702,7 @@ class CellOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     policy_log: dict[str, Any] | None = None
     curation_flops: float = math.nan
+    selection: Selection | None = None  # the decisions with their text transform (re-route prefixes)
 
 
 # Warm-up steps when fine-tuning the base (the base's 100 would span most of a cell's few hundred steps).
@@ -710,17 +716,12 @@ def base_folder(cfg: ExperimentConfig) -> Path:
     return find_base(cfg.learner.base_config(), cfg.corpus.data_dir)
 
 
-def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
-    """A fresh learner for one cell (same initialisation per seed across strategies)."""
+def learner_spec(cfg: ExperimentConfig, ws: Workspace) -> LearnerSpec:
+    """The experiment's learner (``learner`` config): an HF model, the pre-trained base fine-tuned, or a
+    TinyGPT of the preset over the experiment's one tokenizer."""
+    from dynacure.learners.factory import LearnerSpec
+
     lc = cfg.learner
-    if lc.hf_path is not None:
-        from dynacure.learners.hf import HFLearner
-
-        return HFLearner.from_pretrained(str(lc.hf_path), device=lc.device, seed=seed)
-    from dynacure.learners.presets import get_preset
-    from dynacure.learners.tiny_gpt import TinyGPT
-    from dynacure.learners.tokenizer import BPETokenizer
-
     overrides: dict[str, Any] = {}
     if lc.batch_size is not None:
         overrides["batch_size"] = lc.batch_size
@@ -728,11 +729,19 @@ def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Any:
         overrides["lr"] = lc.lr
     if lc.warmup_steps is not None:
         overrides["warmup_steps"] = lc.warmup_steps
+    if lc.hf_path is not None:
+        return LearnerSpec(hf_path=lc.hf_path, device=lc.device)
     if lc.base == "pretrained":
         overrides.setdefault("warmup_steps", FINETUNE_WARMUP)
-        return TinyGPT.from_base(base_folder(cfg), seed=seed, device=lc.device, **overrides)
-    config = get_preset(lc.preset, **overrides)
-    return TinyGPT(config, BPETokenizer.from_file(ws.tokenizer), seed=seed, device=lc.device)
+        return LearnerSpec(base=base_folder(cfg), device=lc.device, overrides=overrides)
+    return LearnerSpec(preset=lc.preset, tokenizer=ws.tokenizer, device=lc.device, overrides=overrides)
+
+
+def make_learner(cfg: ExperimentConfig, ws: Workspace, seed: int) -> Learner:
+    """A fresh learner for one cell (same initialisation per seed across strategies)."""
+    from dynacure.learners.factory import build_learner
+
+    return build_learner(learner_spec(cfg, ws), seed)
 
 
 def selection_suite(keep: np.ndarray, n_tokens: np.ndarray) -> dict[str, Any]:
@@ -758,14 +767,19 @@ def _num_params(learner: Any) -> float:
     return math.nan
 
 
-LOOP_STRATEGIES = frozenset({"ppo", "reinforce", "bandit"})
+def is_loop(strategy: str) -> bool:
+    """Whether ``strategy`` is a policy learned in the closed loop (``kind == "loop"``)."""
+    from dynacure.pipeline.strategies import selector_class
+
+    return selector_class(strategy).kind == "loop"
 
 
-def reward_params(strategy: str, factory: Any, weights: dict[str, float]) -> dict[str, Any]:
+def reward_params(strategy: str, factory: type[Selector], weights: dict[str, float]) -> dict[str, Any]:
     """The reward weights in the form the strategy takes them (RAFT: ``weights``; the loop: ``w_*``)."""
-    if strategy in REWARD_FREE:
+    del strategy  # the class's traits say it
+    if not factory.uses_reward:
         return {}
-    if strategy in LOOP_STRATEGIES:
+    if factory.kind == "loop":
         return {"w_s": weights["safety"], "w_a": weights["alignment"], "w_u": weights["utility"]}
     try:
         if "weights" in inspect.signature(factory).parameters:
@@ -783,7 +797,7 @@ def strategy_params(
 ) -> dict[str, Any]:
     """The selector's keyword arguments: reward weights, then the runner's ``defaults`` (e.g. the loop's
     signal arguments), then the strategy's own params, which win."""
-    from dynacure.selectors import selector_class
+    from dynacure.pipeline.strategies import selector_class
 
     name = cell_or_name.strategy_name if isinstance(cell_or_name, Cell) else cell_or_name
     out = reward_params(name, selector_class(name), weights)
@@ -819,7 +833,7 @@ def select_stage(
     cfg: ExperimentConfig, ws: Workspace, cell: Cell, table: pd.DataFrame, target: list[str]
 ) -> CellOutcome:
     """Run the cell's strategy on the shared scored table at the cell's budget."""
-    from dynacure.selectors import get_selector
+    from dynacure.pipeline.strategies import get_selector
     from dynacure.selectors.base import SelectionContext
 
     dropped = empty_columns(table)
@@ -832,50 +846,55 @@ def select_stage(
         table = table.drop(columns=dropped)
         if _experiment_info(ws).get("dropped_columns") != dropped:  # the same list for every cell
             _update_experiment(ws, dropped_columns=dropped)
-    defaults = loop_defaults(cfg, ws) if cell.strategy_name in LOOP_STRATEGIES else None
+    defaults = loop_defaults(cfg, ws) if is_loop(cell.strategy_name) else None
     params = strategy_params(cell, dict(cell.params), cell.weights, defaults)
     selector = get_selector(cell.strategy_name, **params)
     proxy = None
-    if getattr(selector, "needs_learner", False) and getattr(selector, "prior", "own") == "learner":
+    if selector.needs_learner and selector.prior == "learner":
         # A fresh learner of the experiment's kind as the scoring model; by default (prior="own") CoLoR and
         # ICA train their own small TinyGPT, the paper's small auxiliary model.
         proxy = make_learner(cfg, ws, cell.seed)
-    if cell.strategy_name in LOOP_STRATEGIES and getattr(selector, "learner_source", None) == "experiment":
+    if selector.kind == "loop" and selector.learner_source == "experiment":
         # The loop trains and probes a fresh learner of the experiment's kind (param learner="experiment"),
         # built when the loop starts; by default it trains its own small TinyGPT, so results keep their
         # meaning.
         selector.learner_factory = lambda: make_learner(cfg, ws, cell.seed)
     ctx = SelectionContext(budget=cell.budget, seed=cell.seed, learner=proxy, target_texts=target)
     from dynacure.experiments.efficiency import curation_flops, split_selection_time, time_method
+    from dynacure.pipeline.select import SelectStep
 
     learning = time_method(selector, "learn")  # loop policies: learning vs applying the policy
     t0 = time.perf_counter()
-    sel = selector.select(table, ctx)
+    sel = SelectStep(selector, ctx).run(table)  # the select step of `dynacure curate`
     seconds = time.perf_counter() - t0
     timings = {"time_selection_s": seconds, **split_selection_time(cell.strategy_name, seconds, learning)}
     flops = curation_flops(cell.strategy_name, selector, table["n_tokens"].to_numpy())
     plog = _policy_log(selector)
-    feature_drops = list(getattr(selector, "dropped_columns", []) or [])
+    feature_drops = list(selector.dropped_columns)
     if feature_drops:  # columns without a value in the loop's sample: recorded with the cell's policy log
         plog = {**(plog or {}), "dropped_columns": feature_drops}
-    return CellOutcome(sel.manifest(), timings, plog, flops)
+    return CellOutcome(sel.manifest(), timings, plog, flops, sel)
 
 
-def _policy_log(selector: Any) -> dict[str, Any] | None:
-    """Training/reward curves a learned policy exposes (``history`` / ``training_log``), as lists."""
-    for attr in ("training_log", "history", "log"):
-        val = getattr(selector, attr, None)
-        if callable(val):
-            continue
-        if isinstance(val, dict) and val:
-            return {
-                k: list(map(float, v)) if isinstance(v, list | tuple | np.ndarray) else v
-                for k, v in val.items()
-            }
-        if isinstance(val, list) and val and isinstance(val[0], dict):
-            keys = sorted({k for row in val for k, v in row.items() if isinstance(v, int | float)})
-            return {k: [float(row.get(k, math.nan)) for row in val] for k in keys}
-    return None
+def _policy_log(selector: Selector) -> dict[str, Any] | None:
+    """The training/reward curves of a learned policy (its per-step ``history``), as lists."""
+    rows = list(selector.history)
+    if not rows:
+        return None
+    keys = sorted({k for row in rows for k, v in row.items() if isinstance(v, int | float)})
+    return {k: [float(row.get(k, math.nan)) for row in rows] for k in keys}
+
+
+def training_data(table: pd.DataFrame, selection: Selection, redact_pii: bool = False
+                  ) -> tuple[list[str], np.ndarray]:
+    """The texts and loss weights a cell trains on: the kept documents in table order, through the
+    pipeline's transform step (re-route prefix, then PII redaction when asked), so a cell trains on
+    exactly the text ``dynacure curate`` writes for the same selection."""
+    from dynacure.pipeline.transform import TextTransform
+
+    rows = np.flatnonzero(np.asarray(selection.keep, dtype=bool))
+    texts = TextTransform.of(selection, redact_pii).apply_all(rows, table["text"].to_numpy()[rows].tolist())
+    return texts, np.asarray(selection.weight, dtype=float)[rows]
 
 
 def train_stage(
@@ -883,17 +902,15 @@ def train_stage(
     ws: Workspace,
     cell: Cell,
     table: pd.DataFrame,
-    manifest: pd.DataFrame,
+    selection: Selection,
     events: Events,
 ) -> tuple[Any, dict[str, Any], float]:
     """Train a fresh learner on the kept documents (with their weights) for cfg.learner.max_tokens tokens."""
     from dynacure.learners.training import train
 
-    kept = manifest[manifest["decision"] == "keep"]
-    if kept.empty:
+    if not np.any(selection.keep):
         raise ValueError(f"cell {cell.cell_id}: the strategy kept no documents")
-    texts = table.set_index("id").loc[kept["id"], "text"].tolist()
-    weights = kept["weight"].astype(float).to_numpy()
+    texts, weights = training_data(table, selection, cell.redact_pii)
     learner = make_learner(cfg, ws, cell.seed)
     t0 = time.perf_counter()
     tlog = train(
@@ -1031,7 +1048,8 @@ def run_cell(
     keep = (man["decision"] == "keep").to_numpy()
     ntok = table.set_index("id").loc[man["id"], "n_tokens"].to_numpy(dtype=float)
     if cfg.learner.train:
-        learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection_manifest, events)
+        assert sel.selection is not None
+        learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection, events)
         suites, t_eval = evaluate_stage(cfg, ws, learner, cell.seed, evaldata, events)
     else:  # curation only: the selection itself is the result
         learner, train_log, t_train, t_eval = None, {"tokens_seen": 0}, 0.0, 0.0
@@ -1119,7 +1137,7 @@ def _run_cell_in_worker(
 
 def check_before_work(cfg: ExperimentConfig) -> None:
     """Everything that can be refused without doing work: signal names, strategy params, suite options."""
-    from dynacure.selectors import get_selector
+    from dynacure.pipeline.strategies import get_selector
     from dynacure.signals.base import available_signals
 
     known = available_signals()

@@ -262,7 +262,7 @@ class BucketBandit:
         self.updates = int(meta["updates"])
 
     def to_json(self) -> dict[str, Any]:
-        from dynacure.loop.policy import POLICY_FORMAT_VERSION
+        from dynacure.loop.policy_format import POLICY_FORMAT_VERSION
 
         return {
             "format_version": POLICY_FORMAT_VERSION,
@@ -292,7 +292,7 @@ class BucketBandit:
         from pathlib import Path
 
         from dynacure.io.atomic import write_json_atomic
-        from dynacure.loop.policy import HEADER_FILE
+        from dynacure.loop.policy_format import HEADER_FILE
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)

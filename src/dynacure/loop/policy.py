@@ -10,6 +10,7 @@ features plus the learner summary. Policies are saved as safetensors weights + a
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,9 @@ from torch import nn
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.jsonfile import read_versioned
 from dynacure.loop.features import FeatureEncoder
+from dynacure.loop.policy_format import HEADER_FILE, POLICY_FORMAT_VERSION
 
-POLICY_FORMAT_VERSION = 1
 WEIGHTS_FILE = "policy.safetensors"
-HEADER_FILE = "policy.json"
 
 
 def _logit(p: float) -> float:
@@ -273,3 +273,16 @@ class NeuralAgent:
                 .numpy()
                 .astype(np.float64)
             )
+
+
+@lru_cache(maxsize=8)
+def _cached_policy(path: str, mtime: float) -> Any:
+    return load_policy(path)
+
+
+def apply_policy_batch(policy_path: str | Path, table: pd.DataFrame) -> np.ndarray:
+    """Keep probabilities of a saved policy for one batch (a pandas table with the attribute columns)."""
+    header = Path(policy_path) / "policy.json"
+    if not header.exists():
+        raise FileNotFoundError(f"{header}: no saved policy")
+    return _cached_policy(str(Path(policy_path).resolve()), header.stat().st_mtime).probabilities(table)

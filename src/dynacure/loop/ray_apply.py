@@ -26,7 +26,7 @@ def _apply_chunk(batch: pd.DataFrame, policy_path: str) -> pd.DataFrame:
 
     A plain function, not an actor class: Ray reuses its worker processes for tasks, where a new actor pool
     costs seconds to start on every call."""
-    from dynacure.loop.selectors import apply_policy_batch
+    from dynacure.loop.policy import apply_policy_batch
 
     chunks = batch[CHUNK_COLUMN].unique()
     if len(chunks) != 1:

@@ -12,7 +12,7 @@ and the selectors' budget helper turns the probabilities into decisions at the t
 documents of highest probability (deterministic, so a corpus-wide application on Ray gives the same
 decisions), or ``decision="sample"`` for Gumbel sampling in proportion to the probability (measured on the
 demo corpus: sampling let 5% toxic documents through where the top probabilities let 0% through). With
-``policy_path`` a saved policy is applied without learning. ``apply_policy_batch(policy_path, table)`` is
+``policy_path`` a saved policy is applied without learning. ``loop.policy.apply_policy_batch`` is
 the same application for one batch, the function a Ray Data ``map_batches`` stage calls; ``engine="ray"``
 applies the policy that way (``dynacure.loop.ray_apply``), saving a just-learned policy to a temporary
 folder first, with the same batches and so the same probabilities and decisions as the local application.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -35,7 +34,7 @@ from dynacure.learners.base import Learner
 from dynacure.loop.config import LoopConfig
 from dynacure.loop.policy import load_policy
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import keep_reasons, sample_to_budget, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids
 
@@ -70,7 +69,9 @@ class LoopSelector(Selector):
     """Learn a curation policy in the loop on a sample, then apply it to the whole table."""
 
     algorithm: ClassVar[str]
+    kind: ClassVar[SelectorKind] = "loop"
     needs_text = True
+    uses_reward: ClassVar[bool] = True
     # the attributes ``curate`` scores when no stored attribute tables are given (the composite reward's)
     default_signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram", "alignment", "quality")
 
@@ -172,9 +173,9 @@ class LoopSelector(Selector):
                 learner.set_schedule(int(getattr(learner, "step", 0)) + cfg.steps * cfg.learner_steps)
             log.info("%s: the loop trains and probes a %s", self.name, type(learner).__name__)
             return learner
-        from dynacure.learners.tiny_gpt import TinyGPT
+        from dynacure.learners.factory import LearnerSpec, build_learner
 
-        return TinyGPT.create([str(t) for t in sample["text"]], preset=cfg.learner_preset, seed=seed)
+        return build_learner(LearnerSpec(preset=cfg.learner_preset), seed, texts=sample["text"].tolist())
 
     def learn(
         self, sample: pd.DataFrame, seed: int, learner: Learner | None = None
@@ -297,16 +298,3 @@ class BanditSelector(LoopSelector):
 def register(registry: dict[str, Any]) -> None:
     """Add the loop strategies to a name -> factory mapping (for registries other than the selectors')."""
     registry.update({"ppo": PPOSelector, "reinforce": ReinforceSelector, "bandit": BanditSelector})
-
-
-@lru_cache(maxsize=8)
-def _cached_policy(path: str, mtime: float) -> Any:
-    return load_policy(path)
-
-
-def apply_policy_batch(policy_path: str | Path, table: pd.DataFrame) -> np.ndarray:
-    """Keep probabilities of a saved policy for one batch (a pandas table with the attribute columns)."""
-    header = Path(policy_path) / "policy.json"
-    if not header.exists():
-        raise FileNotFoundError(f"{header}: no saved policy")
-    return _cached_policy(str(Path(policy_path).resolve()), header.stat().st_mtime).probabilities(table)

@@ -21,7 +21,7 @@ from dynacure.experiments.paired import (
     paired_rows,
     read_paired,
 )
-from dynacure.experiments.results import read_results
+from dynacure.experiments.results import read_cell_files, read_results
 
 # Which metric of which suite is "safety" and which is "utility" on the Pareto plot, in the results table
 # and in the paired comparisons' choice of the best static baseline: the first present wins (defined once,
@@ -55,9 +55,9 @@ def load_run(runs: str | Path) -> RunData:
     results = read_results(root)
     exp_path = root / "experiment.json"
     experiment = json.loads(exp_path.read_text()) if exp_path.exists() else {}
-    docs_path = root / "documents.parquet"
-    documents = pd.read_parquet(docs_path) if docs_path.exists() else None
-    data = RunData(root=root, results=results, experiment=experiment, documents=documents)
+    files = read_cell_files(root, results)
+    data = RunData(root=root, results=results, experiment=experiment, documents=files.documents,
+                   manifests=files.manifests, train_logs=files.train_logs, cells=files.cells)
     if (root / "paired.parquet").exists():
         data.paired = read_paired(root)
         notes_path = root / "paired.json"
@@ -66,14 +66,6 @@ def load_run(runs: str | Path) -> RunData:
             data.paired_notes = {k: notes.get(k) for k in ("random", "best_static", "refused", "n_boot")}
     else:  # RUNS collected before the paired table existed: compute it here (nothing is written)
         data.paired, data.paired_notes = paired_rows(load_cells(root))
-    for cid in sorted(results["cell_id"].unique()) if len(results) else []:
-        d = root / "cells" / cid
-        if (d / "manifest.parquet").exists():
-            data.manifests[cid] = pd.read_parquet(d / "manifest.parquet", columns=["id", "decision"])
-        if (d / "train_log.json").exists():
-            data.train_logs[cid] = json.loads((d / "train_log.json").read_text())
-        if (d / "metrics.json").exists():
-            data.cells[cid] = json.loads((d / "metrics.json").read_text()).get("cell", {})
     return data
 
 

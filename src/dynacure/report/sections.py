@@ -36,20 +36,20 @@ TOXIC_LEVELS = ("toxic", "high", "high (>=0.5)")
 
 
 def _f(x: Any) -> str:
-    from dynacure.report.html import fmt
+    from dynacure.report.markup import fmt
 
     return fmt(x)
 
 
 def _table(header: list[Any], rows: list[list[Any]], text_cols: int = 1,
            table_id: str | None = None) -> Markup:
-    from dynacure.report.html import _table as table
+    from dynacure.report.markup import _table as table
 
     return table(header, rows, text_cols, table_id=table_id)
 
 
 def _join(parts: list[Any], sep: str = "\n") -> Markup:
-    from dynacure.report.html import join
+    from dynacure.report.markup import join
 
     return join(parts, sep)
 
@@ -174,7 +174,7 @@ def who_wins(data: RunData) -> list[dict[str, Any]]:
 
 def who_wins_section(data: RunData) -> Markup:
     """HTML of the report's first section (templates/who_wins.html)."""
-    from dynacure.report.html import render
+    from dynacure.report.markup import render
 
     n_boot = (data.paired_notes or {}).get("n_boot") or 2000
     refused = (data.paired_notes or {}).get("refused") or []
@@ -195,7 +195,7 @@ def paired_section(data: RunData) -> Markup:
     """Every paired difference: the headline metrics in one table, then one table per suite (at most
     MAX_METRIC_COLUMNS metrics each) under a disclosure. Significant cells are bold and coloured by
     direction."""
-    from dynacure.report.html import MAX_METRIC_COLUMNS, _est, _metric_header
+    from dynacure.report.markup import MAX_METRIC_COLUMNS, _est, _metric_header
 
     paired = data.paired
     if paired is None or paired.empty:
@@ -311,7 +311,7 @@ def audit_rows(
 
 
 def _worst(df: pd.DataFrame) -> tuple[str, Markup | str, list[str]]:
-    from dynacure.report.html import _est
+    from dynacure.report.markup import _est
 
     if df is None or df.empty or not np.isfinite(df["ratio"]).any():
         return "n/a", "n/a", []

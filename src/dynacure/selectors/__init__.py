@@ -2,15 +2,19 @@
 
 ``get_selector(name, **params)`` builds a registered strategy; ``available_selectors()`` lists them. The
 built-in strategies (random, heuristic, classifier, raft, dsir, color, ica, source_filter) register on first
-use; the RL policies (ppo, reinforce, bandit) register from ``dynacure.loop.selectors``, imported lazily when
-a name is unknown so the selector layer never imports the loop at import time.
+use. The RL policies (ppo, reinforce, bandit) live a layer up, in the loop, and register themselves when
+``dynacure.loop.selectors`` is imported; the selector layer never imports the loop. Orchestrators that offer
+every strategy import the registry through ``dynacure.pipeline.strategies``, which loads the loop first.
+
+Every registered factory is a ``Selector`` subclass, so its traits (``kind``, ``needs_target``,
+``uses_reward``...) can be read from ``selector_class(name)`` without building it.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from dynacure.selectors.base import Selection, SelectionContext, Selector
 
@@ -24,16 +28,19 @@ __all__ = [
     "selector_class",
 ]
 
-_REGISTRY: dict[str, Callable[..., Selector]] = {}
+_REGISTRY: dict[str, type[Selector]] = {}
 _BUILTIN = ("random_select", "heuristic", "classifier", "raft", "dsir", "color_filter", "ica",
             "source_filter")
-_EXTERNAL = ("dynacure.loop.selectors",)
+
+SelectorType = TypeVar("SelectorType", bound=type[Selector])
 
 
-def register_selector(name: str) -> Callable[[Callable[..., Selector]], Callable[..., Selector]]:
-    """Class decorator (or factory decorator) that makes a strategy available under ``name``."""
+def register_selector(name: str) -> Callable[[SelectorType], SelectorType]:
+    """Class decorator that makes a strategy available under ``name``."""
 
-    def deco(factory: Callable[..., Selector]) -> Callable[..., Selector]:
+    def deco(factory: SelectorType) -> SelectorType:
+        if not (isinstance(factory, type) and issubclass(factory, Selector)):
+            raise TypeError(f"selector {name!r}: only Selector subclasses register (their traits are read)")
         if name in _REGISTRY and _REGISTRY[name] is not factory:
             raise ValueError(f"selector {name!r} registered twice")
         _REGISTRY[name] = factory
@@ -47,27 +54,14 @@ def _load_builtin() -> None:
         importlib.import_module(f"dynacure.selectors.{mod}")
 
 
-def _load_external() -> None:
-    for mod in _EXTERNAL:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            # Only "the loop is not built" is tolerated; a broken import inside it must surface.
-            if exc.name is None or not mod.startswith(exc.name):
-                raise
-
-
 def available_selectors() -> list[str]:
     _load_builtin()
-    _load_external()
     return sorted(_REGISTRY)
 
 
-def selector_class(name: str) -> Callable[..., Selector]:
-    """The registered factory for ``name`` (without building it); KeyError listing the names otherwise."""
+def selector_class(name: str) -> type[Selector]:
+    """The registered class for ``name`` (without building it); KeyError listing the names otherwise."""
     _load_builtin()
-    if name not in _REGISTRY:
-        _load_external()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -9,9 +9,9 @@ reason; the decision manifest written by ``curate`` is made from it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,12 +26,23 @@ class Selection:
     weight: np.ndarray  # float >= 0: loss weight when kept (1.0 for plain filters)
     keep: np.ndarray  # bool: the realised decision at the budget
     reason: np.ndarray  # str: why kept or dropped (e.g. "kept", "toxicity>0.5", "blocklist", "below_budget")
+    # The text transform of the kept documents: a prefix (the classifier's re-route tag, "" for none) put
+    # before each document's text wherever it is written or trained on; None: no document gets one.
+    prefix: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        for name in ("probability", "weight", "keep", "reason"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"Selection.{name} has {len(getattr(self, name))} rows for {n} ids")
+        for name in ("probability", "weight", "keep", "reason", "prefix"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"Selection.{name} has {len(value)} rows for {n} ids")
+
+    @property
+    def rerouted(self) -> np.ndarray:
+        """Kept documents whose text gets a prefix (a re-route tag)."""
+        if self.prefix is None:
+            return np.zeros(len(self.ids), dtype=bool)
+        return np.asarray(self.keep, dtype=bool) & (np.asarray(self.prefix, dtype=object) != "")
 
     def manifest(self) -> pd.DataFrame:
         # Categorical decision/reason: one small code per document instead of a string each.
@@ -50,10 +61,51 @@ class SelectionContext:
     target_texts: list[str] | None = None  # a small clean/target set (DSIR, CoLoR-Filter, ICA holdout)
 
 
+SelectorKind = Literal["rule", "score", "model", "loop"]
+
+
 class Selector(ABC):
+    """A selection strategy. Its traits (class attributes) tell the orchestrators (``pipeline``,
+    ``experiments``) what it needs and how to account for it, so none of them keeps a list of names.
+
+    - ``kind``: ``"rule"`` a fixed rule (random, heuristic, source filter); ``"score"`` a ranking of stored
+      scores (classifier, RAFT, DSIR); ``"model"`` scores with a model it trains while selecting (CoLoR,
+      ICA); ``"loop"`` a policy learned in the closed loop (PPO, REINFORCE, bandit). Rules and scores learn
+      nothing while selecting (policy-learning time 0, curation FLOPs NaN).
+    - ``needs_target``: refuses to run without a target/holdout set (``SelectionContext.target_texts``).
+    - ``needs_text``: reads the ``text`` column (else ``curate`` need not hold the corpus's texts).
+    - ``needs_learner``: scores with a learner (``SelectionContext.learner`` or one of its own).
+    - ``uses_reward``: reads the composite reward, so the experiment's weight axis applies to it.
+    - ``signals``: the attribute signals it reads (``curate`` scores them when no stored tables are given);
+      ``optional_signals``: ones it uses when stored but does not need (ICA's embedding).
+    - ``streaming``: can decide shard by shard without holding the whole table (``pipeline.select``
+      dispatches such a strategy to its streaming selection).
+    """
+
     name: ClassVar[str]
+    kind: ClassVar[SelectorKind] = "rule"
+    needs_target: ClassVar[bool] = False
     needs_text: ClassVar[bool] = False
     needs_learner: ClassVar[bool] = False
+    uses_reward: ClassVar[bool] = False
+    signals: tuple[str, ...] = ()
+    optional_signals: ClassVar[tuple[str, ...]] = ()
+    streaming: ClassVar[bool] = False
+
+    # What a selection leaves for the caller's accounting (set by the strategies that have them).
+    prior: str = "own"  # model strategies: "own" small model, or "learner": the one handed in is the prior
+    cost: dict[str, float] | None = None  # model work of the last selection (``selectors.models.model_cost``)
+    config: Any = None  # loop strategies: their ``LoopConfig``
+    policy_path: str | None = None  # loop strategies: a saved policy applied without learning
+    use_learner: bool = False  # loop strategies: a learner is trained inside the loop
+    learner_source: str | None = None  # loop strategies: None / "own" / "experiment"
+    learner_factory: Callable[[], Learner] | None = None  # set by a caller for learner_source="experiment"
+    history: Sequence[dict[str, Any]] = ()  # loop strategies: per-step training log of the last selection
+
+    @property
+    def dropped_columns(self) -> list[str]:
+        """Attribute columns the strategy left out of its features (none unless it says so)."""
+        return []
 
     @abstractmethod
     def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:

@@ -17,14 +17,13 @@ is left; what does not fit gets reason ``budget``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import (
     BUDGET_REASON,
     check_budget,
@@ -38,18 +37,6 @@ N_BUCKETS = 6
 DEFAULT_TAG = "<|harmful|>"
 
 
-@dataclass
-class TaggedSelection(Selection):
-    """A selection whose kept documents may get a text prefix (a tag) when written out."""
-
-    prefix: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(self.prefix) != len(self.ids):
-            raise ValueError(f"TaggedSelection.prefix has {len(self.prefix)} rows for {len(self.ids)} ids")
-
-
 def harm_buckets(prob: np.ndarray) -> np.ndarray:
     """Toxicity probability in [0, 1] -> bucket 0..5."""
     return np.minimum(N_BUCKETS - 1, np.floor(np.asarray(prob) * N_BUCKETS)).astype(np.int64)
@@ -58,7 +45,8 @@ def harm_buckets(prob: np.ndarray) -> np.ndarray:
 @register_selector("classifier")
 class ClassifierSelector(Selector):
     name: ClassVar[str] = "classifier"
-    signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram",)
+    kind: ClassVar[SelectorKind] = "score"
+    signals: tuple[str, ...] = ("toxicity_ngram",)
 
     def __init__(
         self,
@@ -126,9 +114,7 @@ class ClassifierSelector(Selector):
         reason[reroute & res.keep] = "reroute"
         weight = np.where(reroute, self.reroute_weight, 1.0)
         prefix = keep_reasons(reroute & res.keep & bool(self.reroute_tag), self.reroute_tag + " ", "")
-        return TaggedSelection(
-            table_ids(table), res.probability, weight, res.keep, reason, prefix=prefix
-        )
+        return Selection(table_ids(table), res.probability, weight, res.keep, reason, prefix=prefix)
 
     def params(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import budget_tokens, check_budget, greedy_fill, keep_reasons, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.models import (
@@ -66,9 +66,11 @@ def block_select(
 @register_selector("color")
 class ColorFilterSelector(Selector):
     name: ClassVar[str] = "color"
+    kind: ClassVar[SelectorKind] = "model"
+    needs_target: ClassVar[bool] = True
     needs_text: ClassVar[bool] = True
     needs_learner: ClassVar[bool] = True
-    signals: ClassVar[tuple[str, ...]] = ()
+    signals: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import sparse
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import check_budget, keep_reasons, sample_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 
@@ -59,8 +59,10 @@ class BagOfNgrams:
 @register_selector("dsir")
 class DSIRSelector(Selector):
     name: ClassVar[str] = "dsir"
+    kind: ClassVar[SelectorKind] = "score"
+    needs_target: ClassVar[bool] = True
     needs_text: ClassVar[bool] = True
-    signals: ClassVar[tuple[str, ...]] = ()
+    signals: tuple[str, ...] = ()
 
     def __init__(self, n_buckets: int = 10_000, alpha: float = 1.0, n_draws: int = 32) -> None:
         if n_buckets < 16:

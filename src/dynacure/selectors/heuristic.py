@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import (
     check_budget,
     keep_reasons,
@@ -62,8 +62,9 @@ def blocklist_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
 @register_selector("heuristic")
 class HeuristicSelector(Selector):
     name: ClassVar[str] = "heuristic"
+    kind: ClassVar[SelectorKind] = "rule"
     needs_text: ClassVar[bool] = False  # the blocklist feature is computed per shard (text_features)
-    signals: ClassVar[tuple[str, ...]] = ("profanity",)
+    signals: tuple[str, ...] = ("profanity",)
 
     def __init__(
         self,

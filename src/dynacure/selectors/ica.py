@@ -37,7 +37,7 @@ from scipy import sparse
 
 from dynacure.learners.base import Learner
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import check_budget, keep_reasons, top_to_budget
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.models import PRIOR_CHOICES, model_cost, prior_learner, work_done
@@ -198,9 +198,12 @@ def table_vectors(table: pd.DataFrame, column: str = EMBEDDING_COLUMN) -> np.nda
 @register_selector("ica")
 class ICASelector(Selector):
     name: ClassVar[str] = "ica"
+    kind: ClassVar[SelectorKind] = "model"
+    needs_target: ClassVar[bool] = True
+    optional_signals: ClassVar[tuple[str, ...]] = ("embedding",)  # neighbours by embedding when scored
     needs_text: ClassVar[bool] = True
     needs_learner: ClassVar[bool] = True
-    signals: ClassVar[tuple[str, ...]] = ()
+    signals: tuple[str, ...] = ()
 
     def __init__(
         self,

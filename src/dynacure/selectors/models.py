@@ -63,10 +63,10 @@ def pool_learner(
     pool_texts: Sequence[str], preset: str = "nano", seed: int = 0, n_docs: int = 2000, steps: int = 200
 ) -> Learner:
     """A fresh TinyGPT trained on a random sample of ``n_docs`` pool texts for ``steps`` steps."""
-    from dynacure.learners.tiny_gpt import TinyGPT
+    from dynacure.learners.factory import LearnerSpec, build_learner
 
     sample = pool_sample(pool_texts, n_docs, seed)
-    learner = TinyGPT.create(sample, preset=preset, seed=seed)
+    learner = build_learner(LearnerSpec(preset=preset), seed, texts=sample)
     _log_prior(f"{preset} TinyGPT", steps, len(sample), train_steps(learner, sample, steps, seed))
     return learner
 

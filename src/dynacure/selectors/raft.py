@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import check_budget, keep_reasons, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
@@ -18,7 +18,9 @@ from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_re
 @register_selector("raft")
 class RaftSelector(Selector):
     name: ClassVar[str] = "raft"
-    signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram", "alignment", "quality")
+    kind: ClassVar[SelectorKind] = "score"
+    uses_reward: ClassVar[bool] = True
+    signals: tuple[str, ...] = ("toxicity_ngram", "alignment", "quality")
 
     def __init__(
         self,

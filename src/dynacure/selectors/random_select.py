@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import check_budget, keep_reasons, sample_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 
@@ -15,7 +15,8 @@ from dynacure.selectors.common import check_table, table_ids, token_counts
 @register_selector("random")
 class RandomSelector(Selector):
     name: ClassVar[str] = "random"
-    signals: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[SelectorKind] = "rule"
+    signals: tuple[str, ...] = ()
 
     def __init__(self, n_draws: int = 32) -> None:
         self.n_draws = int(n_draws)

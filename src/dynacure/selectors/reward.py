@@ -16,30 +16,43 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from dynacure.config import StrictModel
 from dynacure.selectors.common import TOXICITY_SIGNALS, apply_calibrator, toxicity_columns
 
 _TOL = 1e-6
+WEIGHT_KEYS = ("safety", "alignment", "utility")
 
 
 class RewardWeights(StrictModel):
-    """Weights of the three reward components; each in [0, 1] and together summing to 1."""
+    """Weights of the three reward components; each in [0, 1] and together summing to 1. The one weights
+    type: an experiment's weight sets (``experiments.config.WeightSet``) are RewardWeights with a name."""
 
-    safety: float = Field(0.5, ge=0.0, le=1.0)
-    alignment: float = Field(0.3, ge=0.0, le=1.0)
-    utility: float = Field(0.2, ge=0.0, le=1.0)
+    safety: float = 0.5
+    alignment: float = 0.3
+    utility: float = 0.2
+
+    def _what(self) -> str:
+        return "reward weights"
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> Self:
+    def _valid(self) -> Self:
+        bad = [k for k in WEIGHT_KEYS if not (0.0 <= getattr(self, k) <= 1.0)]  # also refuses NaN
+        if bad:
+            raise ValueError(f"{self._what()} must be in [0, 1]; bad: "
+                             + ", ".join(f"{k}={getattr(self, k)}" for k in bad))
         total = self.safety + self.alignment + self.utility
         if abs(total - 1.0) > _TOL:
             raise ValueError(
-                f"reward weights must sum to 1 (safety+alignment+utility), got "
+                f"{self._what()} must sum to 1 (safety+alignment+utility), got "
                 f"{self.safety}+{self.alignment}+{self.utility} = {total:.6g}"
             )
         return self
+
+    def as_dict(self) -> dict[str, float]:
+        """The three weights by component name (what the strategies take as ``weights``)."""
+        return {k: float(getattr(self, k)) for k in WEIGHT_KEYS}
 
     @classmethod
     def parse(cls, text: str) -> RewardWeights:

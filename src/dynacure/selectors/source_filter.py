@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dynacure.selectors import register_selector
-from dynacure.selectors.base import Selection, SelectionContext, Selector
+from dynacure.selectors.base import Selection, SelectionContext, Selector, SelectorKind
 from dynacure.selectors.budget import check_budget, keep_reasons, sample_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 
@@ -30,7 +30,8 @@ TOXICITY_SOURCES = ("tweeteval_offensive", "tweeteval_hate", "davidson", "jigsaw
 @register_selector("source_filter")
 class SourceFilterSelector(Selector):
     name: ClassVar[str] = "source_filter"
-    signals: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[SelectorKind] = "rule"
+    signals: tuple[str, ...] = ()
 
     def __init__(self, sources: list[str] | tuple[str, ...] | None = None, n_draws: int = 32) -> None:
         if sources is None:
