@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One Ray auth mode for the whole session: the 2-node cluster test starts its nodes with token auth off, and
+# Ray's client keeps the mode it first read, so a later local ray.init in the same process would start a GCS
+# that asks for a token the client does not send.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from dynacure.io.public_data import default_data_dir  # noqa: E402
 
