@@ -13,12 +13,14 @@ from dynacure.selectors.base import Selection, SelectionContext, Selector
 from dynacure.selectors.budget import check_budget, keep_reasons, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
+from dynacure.selectors.streaming import ShardScores
 
 
 @register_selector("raft")
 class RaftSelector(Selector):
     name: ClassVar[str] = "raft"
     signals: ClassVar[tuple[str, ...]] = ("toxicity_ngram", "alignment", "quality")
+    streaming: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -45,6 +47,10 @@ class RaftSelector(Selector):
         return Selection(
             table_ids(table), res.probability, unit_weights(len(table)), res.keep, reason
         )
+
+    def shard_scores(self, table: pd.DataFrame, ctx: SelectionContext) -> ShardScores:
+        reward = composite_reward(table, self.weights, self.columns, self.calibrator)
+        return ShardScores(reward, "top", kept_reason="top_reward")
 
     def params(self) -> dict[str, Any]:
         return {
