@@ -119,6 +119,7 @@ def test_streaming_equals_in_memory(data, tmp_path, monkeypatch, case):
     assert 0 < ref["kept"] < 900 and ref["tokens_kept"] <= ref["tokens_budget"]
     # every stage of the threshold search: bins of 2 bits, 8 documents sorted at once
     monkeypatch.setattr(streaming, "COLLECT", 8)
+    monkeypatch.setattr(streaming, "TAIL", 3)
     monkeypatch.setattr(streaming, "BITS", 2)
     _run(data, tmp_path / "small", case, stream=True)
     _same_files(tmp_path / "memory", tmp_path / "small")
@@ -135,6 +136,7 @@ def test_classifier_reroutes_and_weights_like_in_memory(data, tmp_path):
 def test_greedy_fill_equals_the_in_memory_walk(seed, monkeypatch):
     """``GreedyFill`` over shards of keys equals ``budget.greedy_fill`` over the sorted order."""
     monkeypatch.setattr(streaming, "COLLECT", int(np.random.default_rng(seed).integers(2, 50)))
+    monkeypatch.setattr(streaming, "TAIL", int(np.random.default_rng(seed + 1).integers(1, 20)))
     monkeypatch.setattr(streaming, "BITS", 3)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 400))

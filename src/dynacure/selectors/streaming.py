@@ -13,9 +13,9 @@ takes three kinds of passes and never holds anything per document:
    at a time);
 2. **threshold**: the budget rule's greedy fill, found exactly from the stored score and token columns:
    the cut (the first document, in the rule's order, that overflows the budget) by histogram refinement
-   of the order key (2**16 bins a pass over the keys' order-preserving 64-bit patterns, until the bin is
+   of the order key (2**12 bins a pass over the keys' order-preserving 64-bit patterns, until the bin is
    small enough to sort in memory, or one score value whose ties are resolved in corpus order), then the
-   documents after the cut that still fit, collected ``COLLECT`` at a time. The ``sample`` rule draws its
+   documents after the cut that still fit, collected ``TAIL`` at a time. The ``sample`` rule draws its
    Gumbel keys shard by shard from the one generator (``PCG64.advance`` to the shard's first eligible
    document), all draws in the same passes;
 3. **write**: one pass over the corpus decides each shard from the stored part and the thresholds (a pure
@@ -51,7 +51,8 @@ from dynacure.selectors.common import UNIQUE_IDS
 
 WORK_DIR = ".streaming"
 COLLECT = 1 << 16  # documents sorted in memory at once to resolve a cut exactly
-BITS = 16  # a refinement pass splits the key range into 2**BITS bins
+TAIL = 1 << 12  # documents after the cut walked per pass (each kept one uses a token of the little left)
+BITS = 12  # a refinement pass splits the key range into 2**BITS bins (the sample rule refines 32 at once)
 DIGESTS_PER_PARTITION = 1 << 20  # the repeated-id check holds this many 8-byte digests at a time
 Rule = Literal["top", "sample"]
 
@@ -348,6 +349,7 @@ class GreedyFill:
         self.cut: tuple[int, int] | None = None  # (key pattern, position) of the first overflow
         self.left = 0
         self.after: tuple[int, int] = (0, -1)
+        self.bound: tuple[int, int] | None = None
         self.tail: list[int] = []  # positions kept after the cut
         self.done = False
 
@@ -385,10 +387,14 @@ class GreedyFill:
         au, ap = self.after
         later = (u > np.uint64(au)) | ((u == np.uint64(au)) & (pos > ap))
         m = later & (n > 0) & (n <= self.left)
+        if self.bound is not None:  # after the TAIL-th candidate so far: never walked in this pass
+            bu, bp = self.bound
+            m &= (u < np.uint64(bu)) | ((u == np.uint64(bu)) & (pos < bp))
         if m.any():
             self.parts.append((u[m], pos[m], n[m]))
-            if sum(len(p[0]) for p in self.parts) > 2 * COLLECT:
-                self.parts = [self._first(COLLECT)]
+            if sum(len(p[0]) for p in self.parts) > 2 * TAIL:
+                self.parts = [self._first(TAIL)]
+                self.bound = (int(self.parts[0][0][-1]), int(self.parts[0][1][-1]))
 
     def _first(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         u, pos, n = (np.concatenate([p[i] for p in self.parts]) for i in range(3))
@@ -434,15 +440,15 @@ class GreedyFill:
             assert self.cut is not None
             self._start_tail()
         else:  # tail: walk the collected documents in order
-            got = self._first(COLLECT) if self.parts else (np.zeros(0, np.uint64),) * 3
+            got = self._first(TAIL) if self.parts else (np.zeros(0, np.uint64),) * 3
             for pi, ni in zip(got[1], got[2], strict=True):
                 if ni <= self.left:
                     self.tail.append(int(pi))
                     self.left -= int(ni)
             if len(got[0]):
                 self.after = (int(got[0][-1]), int(got[1][-1]))
-            self.parts = []
-            self.done = len(got[0]) < COLLECT or self.left == 0
+            self.parts, self.bound = [], None
+            self.done = len(got[0]) < TAIL or self.left == 0
         return self.done
 
     def _start_tail(self) -> None:
