@@ -58,7 +58,7 @@ def synthetic_columns(rng: np.random.Generator, n: int) -> tuple[np.ndarray, Col
                    "quality": {"score": np.round(np.clip(rng.normal(0.6, 0.2, n), 0, 1), 2)}}
 
 
-def generate(corpus: Path, attrs: Path, n_docs: int, seed: int = 0) -> None:
+def generate(corpus: str | Path, attrs: str | Path, n_docs: int, seed: int = 0) -> None:
     """``n_docs`` short texts (4-30 words; a blocklisted word in 3% of them) as a corpus folder (the layout
     ``write_corpus`` writes, each shard compressed in one call: 10M documents in minutes), and their
     attribute shards, ``SHARD`` documents at a time."""
@@ -75,6 +75,7 @@ def generate(corpus: Path, attrs: Path, n_docs: int, seed: int = 0) -> None:
     vocab = np.array(_vocabulary(), dtype=object)
     block = [w for w in load_blocklist() if " " not in w][:50]
     rng = np.random.default_rng(seed)
+    corpus, attrs = Path(corpus), Path(attrs)
     corpus.mkdir(parents=True, exist_ok=True)
     shards, sources = [], {s: {"n_docs": 0, "n_tokens": 0} for s in SOURCES}
     for k, start in enumerate(range(0, n_docs, SHARD)):
