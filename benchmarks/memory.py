@@ -126,7 +126,7 @@ def learn_policies(work: str | Path) -> dict[str, Path]:
                           **{f"{s}__{k}": v for s, c in cols.items() for k, v in c.items()}})
     out = {}
     for alg in ("bandit", "ppo"):
-        cfg = LoopConfig(algorithm=alg, candidates=32, train_batch=16, steps=32, seed=0)
+        cfg = LoopConfig(algorithm=alg, candidates=16, train_batch=8, steps=12, seed=0)
         env = CurationEnv(table, None, cfg)
         agent = make_agent(env, cfg)
         LoopTrainer(env, agent, cfg).run()
