@@ -17,7 +17,9 @@ reused on a rerun); select at the token budget; write
 Accounting: every record read is exactly one manifest row, so ``kept + dropped + quarantined ==
 records_read`` (checked before the summary is written).
 
-Memory: the candidate table is held whole because every strategy ranks the whole pool, so it is kept to a
+Memory: over stored attributes, the strategies that stream (``Selector.streaming``, saved loop policies)
+select shard by shard in bounded memory with the same files (``selectors.streaming``, ``streaming="auto"``).
+Otherwise the candidate table is held whole because the strategy ranks the whole pool, so it is kept to a
 few bytes per document: the row position as id (an 8-byte digest of the real id checks the second pass),
 token count, source code, attribute columns (attached shard by shard when the attribute shards line up),
 and text only for strategies with ``needs_text``; a strategy's per-document text features
