@@ -91,10 +91,10 @@ def _params(case: str, data: dict[str, Path]) -> tuple[str, dict]:
     return strategy, params
 
 
-def _run(data: dict[str, Path], out: Path, case: str, stream: bool, budget: float = 0.4) -> dict:
+def _run(data: dict[str, Path], out: Path, case: str, stream: bool, budget: float = 0.4, **kw) -> dict:
     strategy, params = _params(case, data)
     res = curate(data["corpus"], out, strategy, budget, attributes=data["attrs"], seed=3, params=params,
-                 shard_size=SHARD, out_shard_size=40, streaming=stream)
+                 shard_size=SHARD, out_shard_size=40, streaming=stream, **kw)
     assert res.extra.get("streamed", False) is stream
     return res.summary
 
@@ -125,10 +125,10 @@ def test_streaming_equals_in_memory(data, tmp_path, monkeypatch, case):
     _same_files(tmp_path / "memory", tmp_path / "small")
 
 
-def test_classifier_reroutes_and_weights_like_in_memory(data, tmp_path):
-    ref = _run(data, tmp_path / "memory", "classifier", stream=False, budget=1.0)
+def test_classifier_reroutes_weights_and_redacts_like_in_memory(data, tmp_path):
+    ref = _run(data, tmp_path / "memory", "classifier", stream=False, budget=1.0, redact_pii=True)
     assert ref["kept_by_reason"].get("reroute", 0) > 0  # re-routed documents are tagged and weighted
-    _run(data, tmp_path / "stream", "classifier", stream=True, budget=1.0)
+    _run(data, tmp_path / "stream", "classifier", stream=True, budget=1.0, redact_pii=True)
     _same_files(tmp_path / "memory", tmp_path / "stream")
 
 
