@@ -473,7 +473,8 @@ def _id_and_text(rec: dict[str, Any], *, rel: str, position: int, text_field: st
 def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: ReadStats, *, text_field: str,
                id_field: str, source: str | None, text_mode: TextMode, max_chars: int,
                on_file_error: OnFileError, batch_size: int,
-               max_line_bytes: int | None) -> Iterator[tuple[Document | None, str, int, str, str]]:
+               max_line_bytes: int | None,
+               check_ids: bool = True) -> Iterator[tuple[Document | None, str, int, str, str]]:
     """(document, file, ordinal, rel, source) for each kept record, (None, ...) for each quarantined one.
 
     ``ordinal`` counts the records the file yielded so far (1-based), which ``read_span_texts`` counts alike.
@@ -496,7 +497,7 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
                     rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
                     default_source=default_source, max_chars=max_chars)
                 if isinstance(item, Document):
-                    if seen.add(item.id):
+                    if not check_ids or seen.add(item.id):
                         yield item, str(f), ordinal, rel, default_source
                         continue
                     item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
@@ -520,7 +521,8 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
                 text_field: str | None = None, id_field: str = "id", source: str | None = None,
                 text_mode: TextMode = "line", *, max_chars: int = DEFAULT_MAX_CHARS,
                 on_file_error: OnFileError = "quarantine", batch_size: int = 1024,
-                max_line_bytes: int | None = None, stats: ReadStats | None = None) -> Iterator[Shard]:
+                max_line_bytes: int | None = None, stats: ReadStats | None = None,
+                check_ids: bool = True) -> Iterator[Shard]:
     """Stream ``path`` (a file or a folder) as shards of at most ``shard_size`` documents.
 
     Shards are named ``shard-00000``, ``shard-00001``, ... in reading order; only the last may be smaller.
@@ -529,6 +531,8 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     memory and a warning says how many there were. ``stats`` (if given) receives the run's totals.
     Lines longer than ``max_line_bytes`` (default ``8 * max_chars + 1 MiB``) are quarantined as
     ``too_long`` without being held in memory. ``text_field`` defaults to ``current_text_field()``.
+    ``check_ids=False`` skips the run-wide duplicate-id check (8 bytes per id held) for a caller that checks
+    the ids itself in bounded memory (``pipeline.streaming``).
     """
     text_field = text_field if text_field is not None else current_text_field()
     if shard_size < 1:
@@ -550,7 +554,7 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     cur = new(index)
     events = _iter_docs(path, quar, stats, text_field=text_field, id_field=id_field, source=source,
                         text_mode=text_mode, max_chars=max_chars, on_file_error=on_file_error,
-                        batch_size=batch_size, max_line_bytes=max_line_bytes)
+                        batch_size=batch_size, max_line_bytes=max_line_bytes, check_ids=check_ids)
     for doc, file, ordinal, rel, src in events:
         # A full shard is handed out only when the next document arrives, so quarantined records
         # that follow it are still counted in it (and the last shard is never empty).

@@ -26,11 +26,12 @@ writes the summary and run record.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,8 @@ from dynacure.selectors.reward import RewardWeights
 
 __all__ = ["CAP_DROPPED", "CAP_READMITTED", "MANIFEST_COLUMNS", "MISSING_ATTRIBUTES", "SUMMARY_FILE",
            "CurateResult", "apply_disparity_cap", "curate", "read_target_texts"]
+
+log = logging.getLogger(__name__)
 
 SUMMARY_FORMAT_VERSION = 1
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
@@ -106,18 +109,33 @@ def _start_clean(out: Path) -> None:
 
 
 
+def _run_config(corpus: Path, strategy: str, budget: float, attributes: Any, target: Any,
+                rw: RewardWeights | None, redact_pii: bool, params: dict[str, Any],
+                disparity_cap: float | None) -> dict[str, Any]:
+    """What ``run.json`` records of a curate run."""
+    return {"corpus": str(corpus), "strategy": strategy, "budget": budget,
+            "attributes": str(attributes) if attributes else None,
+            "target": str(target) if isinstance(target, str | Path) else None,
+            "weights": rw.model_dump() if rw is not None else None, "redact_pii": redact_pii,
+            "params": params, "disparity_cap": disparity_cap}
+
+
 def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float, *,
            attributes: str | Path | None = None, target: str | Path | list[str] | None = None, seed: int = 0,
            weights: RewardWeights | str | None = None, redact_pii: bool = False,
            params: dict[str, Any] | None = None, learner: Learner | None = None, shard_size: int = 10000,
            out_shard_size: int = 5000, progress: ProgressFn | None = None,
-           disparity_cap: float | None = None) -> CurateResult:
+           disparity_cap: float | None = None, streaming: bool | Literal["auto"] = "auto") -> CurateResult:
     """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``.
 
     ``disparity_cap``: after selection, re-admit documents of identity/dialect groups the strategy removes
     more than ``disparity_cap`` times as often as the corpus overall (``dynacure.audit.mitigation``), at
     the same token budget; re-admitted rows get reason ``readmitted:disparity_cap`` and the rows dropped to
-    pay for them ``dropped:disparity_cap``."""
+    pay for them ``dropped:disparity_cap``.
+
+    ``streaming``: ``"auto"`` selects shard by shard in bounded memory (``pipeline.streaming``, the same
+    files) whenever the strategy streams and the attributes are stored, ``True`` requires it (ValueError
+    saying why not), ``False`` always holds the candidate table."""
     # ---- refuse bad input before any work ---------------------------------------------------------------
     budget = check_budget(budget)
     factory = selector_class(strategy)
@@ -140,6 +158,22 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
             raise ValueError(f"strategy {strategy!r} does not use reward weights (--weights)")
         params["weights"] = rw
     selector = factory(**params) if params else factory()
+    if streaming is not False:
+        from dynacure.pipeline import streaming as stream
+
+        why = stream.why_not_streamable(selector, attributes, disparity_cap)
+        if why is None:
+            try:
+                return stream.run(corpus, Path(str(attributes)), Path(out_dir), selector, strategy, budget,
+                                  seed=seed, shard_size=shard_size, out_shard_size=out_shard_size,
+                                  redact_pii=redact_pii, weights=rw.model_dump() if rw is not None else None,
+                                  run_config=_run_config(corpus, strategy, budget, attributes, target, rw,
+                                                         redact_pii, {}, disparity_cap), progress=progress)
+            except stream.NotStreamable as exc:
+                why = str(exc)
+        if streaming is True:
+            raise ValueError(f"strategy {strategy!r} cannot select shard by shard here: {why}")
+        log.info("selecting in memory: %s", why)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _start_clean(out)
@@ -221,10 +255,7 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     if accounted != summary["records_read"]:
         raise RuntimeError(f"accounting error: kept + dropped + quarantined = {accounted} manifest rows for "
                            f"{summary['records_read']} records read")
-    write_run_info(out, "curate", {"corpus": str(corpus), "strategy": strategy, "budget": budget,
-                                   "attributes": str(attributes) if attributes else None,
-                                   "target": str(target) if isinstance(target, str | Path) else None,
-                                   "weights": summary["weights"], "redact_pii": redact_pii,
-                                   "params": summary["params"], "disparity_cap": disparity_cap}, seed)
+    write_run_info(out, "curate", _run_config(corpus, strategy, budget, attributes, target, rw, redact_pii,
+                                              summary["params"], disparity_cap), seed)
     write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
     return CurateResult(out, summary, selection)

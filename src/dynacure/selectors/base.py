@@ -11,12 +11,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
 from dynacure.learners.base import Learner
+
+if TYPE_CHECKING:
+    from dynacure.selectors.shard_scores import ShardScores
 
 
 @dataclass
@@ -116,6 +119,12 @@ class Selector(ABC):
         every text of a corpus: a selector whose only use of text is such a feature sets ``needs_text =
         False`` and reads the columns ``feature_column(name)`` when they are in the table."""
         return {}
+
+    def shard_scores(self, table: pd.DataFrame, ctx: SelectionContext) -> ShardScores:
+        """This strategy's per-document part for the rows of one shard (``streaming`` strategies): the score
+        the budget rule ranks or samples by, which rows may be kept, and the manifest's reasons and weights;
+        ``select`` on the whole table decides exactly as ``pipeline.streaming`` does from these parts."""
+        raise NotImplementedError(f"strategy {self.name!r} does not stream")
 
     @classmethod
     def feature_column(cls, feature: str) -> str:

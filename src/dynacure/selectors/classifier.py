@@ -32,6 +32,7 @@ from dynacure.selectors.budget import (
     tiered_log_weights,
 )
 from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
+from dynacure.selectors.shard_scores import ShardScores
 
 N_BUCKETS = 6
 DEFAULT_TAG = "<|harmful|>"
@@ -47,6 +48,7 @@ class ClassifierSelector(Selector):
     name: ClassVar[str] = "classifier"
     kind: ClassVar[SelectorKind] = "score"
     signals: tuple[str, ...] = ("toxicity_ngram",)
+    streaming: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -87,14 +89,35 @@ class ClassifierSelector(Selector):
                 return cols
         return toxicity_columns(table)
 
-    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
-        check_budget(ctx.budget)
-        check_table(table)
-        n = len(table)
+    def _tiers(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(bucket, keep tier, middle buckets, re-routed) per document."""
         bucket = harm_buckets(max_toxicity(table, self._columns(table), self.calibrator))
         keep_tier = bucket <= self.keep_max
         mid = (bucket > self.keep_max) & (bucket < self.drop_min)
-        reroute = mid if self.reroute else np.zeros(n, dtype=bool)
+        return bucket, keep_tier, mid, mid if self.reroute else np.zeros(len(table), dtype=bool)
+
+    def _dropped_reasons(self, bucket: np.ndarray, mid: np.ndarray) -> np.ndarray:
+        reason = np.empty(len(bucket), dtype=object)
+        reason.fill(BUDGET_REASON)
+        reason[bucket >= self.drop_min] = f"bucket>={self.drop_min}"
+        if not self.reroute and len(bucket):
+            labels = np.array([f"bucket={b}" for b in range(int(bucket.max()) + 1)], dtype=object)
+            reason[mid] = labels[bucket[mid]]  # shared label objects, not a string per document
+        return reason
+
+    def shard_scores(self, table: pd.DataFrame, ctx: SelectionContext) -> ShardScores:
+        bucket, keep_tier, mid, reroute = self._tiers(table)
+        tag = self.reroute_tag + " " if self.reroute_tag else ""
+        return ShardScores(tiered_log_weights(np.where(keep_tier, 0, 1)), "sample", self.n_draws,
+                           eligible=keep_tier | reroute, kept_reason=np.where(reroute, "reroute", "kept"),
+                           dropped_reason=self._dropped_reasons(bucket, mid),
+                           weight=np.where(reroute, self.reroute_weight, 1.0),
+                           prefix=np.where(reroute, tag, "").astype(object))
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_budget(ctx.budget)
+        check_table(table)
+        bucket, keep_tier, mid, reroute = self._tiers(table)
         eligible = keep_tier | reroute
         res = sample_to_budget(
             tiered_log_weights(np.where(keep_tier, 0, 1)),
@@ -104,12 +127,7 @@ class ClassifierSelector(Selector):
             eligible=eligible,
             n_draws=self.n_draws,
         )
-        reason = np.empty(n, dtype=object)
-        reason.fill(BUDGET_REASON)
-        reason[bucket >= self.drop_min] = f"bucket>={self.drop_min}"
-        if not self.reroute:
-            labels = np.array([f"bucket={b}" for b in range(int(bucket.max()) + 1)], dtype=object)
-            reason[mid] = labels[bucket[mid]]  # shared label objects, not a string per document
+        reason = self._dropped_reasons(bucket, mid)
         reason[keep_tier & res.keep] = "kept"
         reason[reroute & res.keep] = "reroute"
         weight = np.where(reroute, self.reroute_weight, 1.0)

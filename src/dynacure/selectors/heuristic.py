@@ -30,6 +30,7 @@ from dynacure.selectors.budget import (
     unit_weights,
 )
 from dynacure.selectors.common import check_table, max_toxicity, table_ids, token_counts, toxicity_columns
+from dynacure.selectors.shard_scores import ShardScores
 
 
 def load_blocklist(path: str | Path | None = None) -> list[str]:
@@ -65,6 +66,7 @@ class HeuristicSelector(Selector):
     kind: ClassVar[SelectorKind] = "rule"
     needs_text: ClassVar[bool] = False  # the blocklist feature is computed per shard (text_features)
     signals: tuple[str, ...] = ("profanity",)
+    streaming: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -110,25 +112,38 @@ class HeuristicSelector(Selector):
         codes[where] = self.text_features(texts)["blocklist"]
         return codes
 
-    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
-        check_budget(ctx.budget)
-        check_table(table, ("id", "n_tokens"))
-        n = len(table)
+    def _rules(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(toxic, blocked, blocklist codes) per document: boolean masks, one byte a document."""
         cols = self.columns if self.columns is not None else toxicity_columns(table)
-        # Boolean masks throughout (one byte a document); reasons are filled in once at the end.
         toxic = max_toxicity(table, cols, self.calibrator) >= self.threshold
         codes = self._blocklist_codes(table, ~toxic)
-        blocked = ~toxic & (codes >= 0)
-        passing = ~(toxic | blocked)
-        res = sample_to_budget(
-            None, token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
-        )
-        reason = keep_reasons(passing & res.keep, "kept")
+        return toxic, ~toxic & (codes >= 0), codes
+
+    def _reasons(self, kept: np.ndarray, toxic: np.ndarray, blocked: np.ndarray,
+                 codes: np.ndarray) -> np.ndarray:
+        """Reason per document: ``kept`` where kept, the rule that dropped it, else the budget's."""
+        reason = keep_reasons(kept, "kept")
         reason[toxic] = f"toxicity>={self.threshold:g}"
         if blocked.any():
             labels = np.array(["blocklist:" + w for w in self.entries], dtype=object)
             reason[blocked] = labels[codes[blocked]]
-        return Selection(table_ids(table), res.probability, unit_weights(n), res.keep, reason)
+        return reason
+
+    def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
+        check_budget(ctx.budget)
+        check_table(table, ("id", "n_tokens"))
+        toxic, blocked, codes = self._rules(table)
+        passing = ~(toxic | blocked)
+        res = sample_to_budget(
+            None, token_counts(table), ctx.budget, ctx.seed, eligible=passing, n_draws=self.n_draws
+        )
+        reason = self._reasons(passing & res.keep, toxic, blocked, codes)
+        return Selection(table_ids(table), res.probability, unit_weights(len(table)), res.keep, reason)
+
+    def shard_scores(self, table: pd.DataFrame, ctx: SelectionContext) -> ShardScores:
+        toxic, blocked, codes = self._rules(table)
+        dropped = self._reasons(np.zeros(len(table), dtype=bool), toxic, blocked, codes)
+        return ShardScores(None, "sample", self.n_draws, eligible=~(toxic | blocked), dropped_reason=dropped)
 
     def params(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "n_blocklist_words": len(self.words), "columns": self.columns}

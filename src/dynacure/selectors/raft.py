@@ -13,6 +13,7 @@ from dynacure.selectors.base import Selection, SelectionContext, Selector, Selec
 from dynacure.selectors.budget import check_budget, keep_reasons, top_to_budget, unit_weights
 from dynacure.selectors.common import check_table, table_ids, token_counts
 from dynacure.selectors.reward import RewardColumns, RewardWeights, composite_reward
+from dynacure.selectors.shard_scores import ShardScores
 
 
 @register_selector("raft")
@@ -21,6 +22,7 @@ class RaftSelector(Selector):
     kind: ClassVar[SelectorKind] = "score"
     uses_reward: ClassVar[bool] = True
     signals: tuple[str, ...] = ("toxicity_ngram", "alignment", "quality")
+    streaming: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -47,6 +49,10 @@ class RaftSelector(Selector):
         return Selection(
             table_ids(table), res.probability, unit_weights(len(table)), res.keep, reason
         )
+
+    def shard_scores(self, table: pd.DataFrame, ctx: SelectionContext) -> ShardScores:
+        reward = composite_reward(table, self.weights, self.columns, self.calibrator)
+        return ShardScores(reward, "top", kept_reason="top_reward")
 
     def params(self) -> dict[str, Any]:
         return {
