@@ -26,13 +26,14 @@ from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, RunData, aggre
 from dynacure.report.markup import (
     MAX_METRIC_COLUMNS,
     _est,
+    _figure_html,
     _metric_header,
     _table,
     fmt,
     join,
     render,
 )
-from dynacure.report.plots import Figure, all_figures
+from dynacure.report.plots import all_figures
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +222,6 @@ def _learner_text(lc: dict) -> str:
         return "n/a"
     what = f"HF model at {lc['hf_path']}" if lc.get("hf_path") else f"TinyGPT preset '{lc.get('preset')}'"
     return f"{what}, {lc.get('max_tokens')} training tokens per cell, on {lc.get('device', 'cpu')}"
-
-
-def _figure_html(f: Figure) -> Markup:
-    return render("figure.html", key=f.key, title=f.title, caption=f.caption, png_base64=f.png_base64)
 
 
 def _skipped(data: RunData) -> Markup:

@@ -77,3 +77,8 @@ def _metric_header(suite: str, metric: str, with_suite: bool = True) -> Markup:
     name = Markup("_<wbr>").join(metric.split("_"))
     note = "; ".join(x for x in ((suite if with_suite else ""), direction(metric)) if x)
     return Markup("{}<br><small>{}</small>").format(name, note) if note else name
+
+
+def _figure_html(f: Any) -> Markup:
+    """An embedded figure (a ``report.plots.Figure``) rendered by templates/figure.html."""
+    return render("figure.html", key=f.key, title=f.title, caption=f.caption, png_base64=f.png_base64)

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from dynacure import __version__
 from dynacure.io.atomic import write_text_atomic
-from dynacure.report.html import _figure_html, _table, fmt, join, render
+from dynacure.report.markup import _figure_html, _table, fmt, join, render
 from dynacure.report.plots import Figure, _png
 
 log = logging.getLogger(__name__)
