@@ -240,10 +240,7 @@ def evaluate_toxicity(predict: Callable[[list[str]], np.ndarray], data_dir: str 
                       only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """AUROC and macro-F1 (threshold from validation) per benchmark + identity-group FPR on all tests."""
     results: dict[str, Any] = {}
-    pooled_texts: list[str] = []
-    pooled_y, pooled_pred = [], []
-    benchmarks_seen: list[str] = []
-    per_texts: list[list[str]] = []
+    decided: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}  # benchmark -> test texts, y, pred
     for name, (val, test) in benchmarks(data_dir, max_rows).items():
         if only is not None and name not in only:
             continue
@@ -261,17 +258,13 @@ def evaluate_toxicity(predict: Callable[[list[str]], np.ndarray], data_dir: str 
             "n_test": len(y),
             "n_val": len(val),
         }
-        pooled_texts += texts
-        benchmarks_seen.append(name)
-        per_texts.append(texts)
-        pooled_y.append(y)
-        pooled_pred.append(pred)
-    if pooled_texts:
-        results["identity_fpr"] = identity_fpr(pooled_texts, np.concatenate(pooled_y),
-                                               np.concatenate(pooled_pred))
-        results["identity_fpr_by_benchmark"] = {
-            name: identity_fpr(texts, y, pred)
-            for name, texts, y, pred in zip(benchmarks_seen, per_texts, pooled_y, pooled_pred, strict=True)}
+        decided[name] = (texts, y, pred)
+    if decided:
+        parts = list(decided.values())
+        results["identity_fpr"] = identity_fpr([t for texts, _, _ in parts for t in texts],
+                                               np.concatenate([y for _, y, _ in parts]),
+                                               np.concatenate([p for _, _, p in parts]))
+        results["identity_fpr_by_benchmark"] = {name: identity_fpr(*part) for name, part in decided.items()}
     results["identity_fpr_neutral"] = neutral_identity_fpr(predict, data_dir)
     return results
 
