@@ -29,6 +29,9 @@ def test_base_builds_reuses_and_resumes_to_the_same_weights(shared_data, tmp_pat
     # the curve goes down: a learner that learns nothing would not pass
     assert info["curve"][-1]["valid_word_ppl"] < 0.5 * info["curve"][0]["valid_word_ppl"]
     assert info["test"]["wikitext2_word_ppl"]["value"] > 1
+    # early stopping on valid: the base holds the weights of the curve's lowest valid word perplexity
+    best = min(info["curve"], key=lambda p: p["valid_word_ppl"])
+    assert info["chosen_step"] == best["step"] and not (whole / "best").exists()
     mtime = (whole / "base.json").stat().st_mtime
     assert build_base(cfg, shared_data, root=tmp_path / "a", progress=False) == whole
     assert (whole / "base.json").stat().st_mtime == mtime  # reused, not rebuilt
@@ -66,3 +69,20 @@ def test_find_base_says_how_to_build_and_fine_tuning_starts_fresh(shared_data, t
     assert ft.perplexity(text) == pytest.approx(base.perplexity(text))
     with pytest.raises(ValueError, match="fine-tuning can change only"):
         TinyGPT.from_base(folder, n_layer=3)
+
+
+def test_the_base_keeps_the_weights_of_its_best_valid_point(shared_data, tmp_path):
+    from dynacure.learners.pretrain import _choose_best
+
+    cfg = BaseConfig(**SMALL)
+    folder = build_base(cfg, shared_data, root=tmp_path, progress=False)
+    learner = TinyGPT.load(folder)
+    learner.save(tmp_path / "f" / "best")
+    good = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    curve = [{"step": 4, "valid_word_ppl": 90.0, "best": True}, {"step": 8, "valid_word_ppl": 120.0}]
+    learner.train_step(["a later step that the valid curve says overfits ."] * 4)
+    assert any((learner.model.state_dict()[k] != v).any() for k, v in good.items())
+    assert _choose_best(learner, curve, tmp_path / "f") == 4
+    assert all((learner.model.state_dict()[k] == v).all() for k, v in good.items())
+    # the last point best: nothing to restore
+    assert _choose_best(learner, [{"step": 4, "valid_word_ppl": 9.0, "best": True}], tmp_path / "f") == 4

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def pretrain_cmd(
         data_dir: Path = typer.Option(None, "--data-dir", help="Public data folder (default: $DYNACURE_DATA "
                                       "or ../shared/data); WikiText-2 and PTB are read."),
-        tokens: int = typer.Option(None, "--tokens", help="Pre-training tokens (default 8M)."),
+        tokens: int = typer.Option(None, "--tokens", help="Pre-training tokens (default 5M)."),
         preset: str = typer.Option("base", "--preset", help="TinyGPT size preset of the base."),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when there)."),

@@ -48,7 +48,12 @@ class BaseConfig(StrictModel):
 
     preset: str = "base"  # a TinyGPT preset (learners/presets.py)
     overrides: dict[str, Any] = Field(default_factory=dict)  # preset fields changed (d_model, lr, ...)
-    max_tokens: int = Field(8_000_000, ge=1_000)  # pre-training tokens
+    # 5M: the 8M-token build's WikiText-2 valid word perplexity was lowest at 5M tokens (738) and rose to 929 by
+    # 8M while the training loss kept falling (docs/results/README.md, "The pre-trained base")
+    max_tokens: int = Field(5_000_000, ge=1_000)  # pre-training tokens
+    # the saved base is the curve point of lowest valid word perplexity, not the last step (early stopping
+    # chosen on WikiText-2 valid, never on test)
+    keep_best: bool = True
     seed: int = 0
     piece_words: int = Field(80, ge=8)  # pre-training texts are cut into pieces of at most this many words
     tokenizer_docs: int = Field(20_000, ge=100)  # pieces the tokenizer is trained on
@@ -156,6 +161,21 @@ def find_base(cfg: BaseConfig, data_dir: str | Path | None = None, root: str | P
     return folder
 
 
+def _choose_best(learner: Any, curve: list[dict[str, Any]], folder: Path) -> int | None:
+    """Load the weights of the curve point of lowest valid word perplexity; returns its step."""
+    marked = [p for p in curve if p.get("best")]
+    if not marked or not (folder / "best" / "learner.json").exists():
+        return None
+    best = min(marked, key=lambda p: p["valid_word_ppl"])
+    last = curve[-1]
+    if best["step"] == last["step"]:
+        return int(last["step"])
+    learner.restore(folder / "best")
+    log.info("base: keeping step %d (valid word ppl %.1f) over the last step %d (%.1f)", best["step"],
+             best["valid_word_ppl"], last["step"], last["valid_word_ppl"])
+    return int(best["step"])
+
+
 def build_base(
     cfg: BaseConfig,
     data_dir: str | Path | None = None,
@@ -206,7 +226,11 @@ def build_base(
         row = {"step": steps, "tokens": int(tlog.tokens_seen), "seconds": round(float(tlog.seconds), 1),
                "train_loss": float(np.mean(tlog.losses[-50:])) if tlog.losses else math.nan,
                "valid_word_ppl": ppl}
+        best = min((p["valid_word_ppl"] for p in curve if p["step"] < steps), default=math.inf)
         curve[:] = [p for p in curve if p["step"] < steps] + [row]  # idempotent when a step is redone
+        if cfg.keep_best and ppl < best:
+            learner.save(folder / "best")  # before the curve names it: a crash leaves an older best in force
+            row["best"] = True
         write_json_atomic(curve_path, {"points": curve})
         log.info("base step %d: %d tokens, %.0fs, valid word ppl %.1f", steps, row["tokens"], row["seconds"],
                  ppl)
@@ -217,7 +241,9 @@ def build_base(
     tlog = train(learner, texts, max_tokens=cfg.max_tokens, seed=cfg.seed, progress=progress,
                  checkpoint_dir=folder / "checkpoint", checkpoint_every=cfg.eval_every,
                  callback=point, callback_every=cfg.eval_every)
+    chosen = _choose_best(learner, curve, folder) if cfg.keep_best else None
     learner.save(folder)
+    shutil.rmtree(folder / "best", ignore_errors=True)
     from dynacure.evaluation.perplexity import PerplexitySuite
 
     test = PerplexitySuite(corpora=["wikitext2", "ptb"], data_dir=str(data_dir) if data_dir else None,
@@ -236,6 +262,7 @@ def build_base(
         "train_seconds": float(tlog.seconds),
         "wall_seconds_this_run": time.perf_counter() - t0,
         "curve": curve,
+        "chosen_step": chosen,  # the curve step whose weights the base holds (keep_best), None: the last
         "test": figures,
         "versions": versions(),
         "seed": cfg.seed,
