@@ -702,6 +702,7 @@ class CellOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     policy_log: dict[str, Any] | None = None
     curation_flops: float = math.nan
+    expensive: dict[str, Any] | None = None  # a loop's expensive-scorer calls (loop/feedback.py)
     selection: Selection | None = None  # the decisions with their text transform (re-route prefixes)
 
 
@@ -873,7 +874,10 @@ def select_stage(
     feature_drops = list(selector.dropped_columns)
     if feature_drops:  # columns without a value in the loop's sample: recorded with the cell's policy log
         plog = {**(plog or {}), "dropped_columns": feature_drops}
-    return CellOutcome(sel.manifest(), timings, plog, flops, sel)
+    expensive = getattr(selector, "feedback_stats", None)
+    if expensive is not None:
+        plog = {**(plog or {}), "expensive": expensive}
+    return CellOutcome(sel.manifest(), timings, plog, flops, expensive, sel)
 
 
 def _policy_log(selector: Selector) -> dict[str, Any] | None:
@@ -1070,6 +1074,8 @@ def run_cell(
         "learner_params": params,
         "train_flops": 6.0 * params * train_tokens,
         "curation_flops": sel.curation_flops,
+        "expensive_calls": (sel.expensive or {}).get("calls", math.nan),
+        "expensive_flops": (sel.expensive or {}).get("flops", math.nan),
     }
     write_json_atomic(
         out / "metrics.json",

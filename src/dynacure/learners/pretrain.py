@@ -48,8 +48,8 @@ class BaseConfig(StrictModel):
 
     preset: str = "base"  # a TinyGPT preset (learners/presets.py)
     overrides: dict[str, Any] = Field(default_factory=dict)  # preset fields changed (d_model, lr, ...)
-    # 5M: the 8M-token build's WikiText-2 valid word perplexity was lowest at 5M tokens (738) and rose to 929 by
-    # 8M while the training loss kept falling (docs/results/README.md, "The pre-trained base")
+    # 5M: the 8M-token build's WikiText-2 valid word perplexity was lowest at 5M tokens (738) and rose to 929
+    # by 8M while the training loss kept falling (docs/results/README.md, "The pre-trained base")
     max_tokens: int = Field(5_000_000, ge=1_000)  # pre-training tokens
     # the saved base is the curve point of lowest valid word perplexity, not the last step (early stopping
     # chosen on WikiText-2 valid, never on test)

@@ -91,6 +91,9 @@ class LoopSelector(Selector):
         signal_kwargs: dict[str, dict[str, Any]] | None = None,
         data_dir: str | None = None,
         learner: Literal["own", "experiment"] | None = None,
+        expensive_signal: str | None = None,
+        query_share: float = 0.04,
+        query_rounds: int = 4,
         **overrides: Any,
     ) -> None:
         if weights is not None:  # `curate --weights`: the composite reward's weights as w_s/w_a/w_u
@@ -124,6 +127,20 @@ class LoopSelector(Selector):
         if learner not in (None, "own", "experiment"):
             raise ValueError(f"learner must be 'own' or 'experiment' (or unset), got {learner!r}")
         self.learner_source = learner
+        # The expensive scorer the loop may query (loop/feedback.py): its columns, if the table has them,
+        # are hidden from the policy and the reward; ``query_share`` of the table's documents are scored by
+        # it, in ``query_rounds`` rounds, after the policy is learned (0: the loop without it).
+        if expensive_signal is not None and not isinstance(expensive_signal, str):
+            raise ValueError(f"expensive_signal must be a signal name, got {expensive_signal!r}")
+        if not 0.0 <= float(query_share) <= 1.0:
+            raise ValueError(f"query_share must be in [0, 1], got {query_share!r}")
+        if int(query_rounds) < 1:
+            raise ValueError(f"query_rounds must be >= 1, got {query_rounds!r}")
+        if expensive_signal is not None and decision != "top":
+            raise ValueError("expensive_signal needs decision='top' (the queries correct a ranking)")
+        self.expensive_signal = expensive_signal
+        self.query_share, self.query_rounds = float(query_share), int(query_rounds)
+        self.feedback_stats: dict[str, Any] | None = None  # the expensive calls of the last select
         # set by the experiment runner for learner="experiment": a fresh learner of the experiment's kind
         self.learner_factory: Callable[[], Learner] | None = None
         self.loop_learner: Learner | None = None  # the learner the loop trained and probed (after select)
@@ -144,6 +161,9 @@ class LoopSelector(Selector):
             "signal_kwargs": self.signal_kwargs,
             "use_pairs": self.use_pairs,
             "learner": self.learner_source,
+            "expensive_signal": self.expensive_signal,
+            "query_share": self.query_share if self.expensive_signal else None,
+            "query_rounds": self.query_rounds if self.expensive_signal else None,
         }
 
     @property
@@ -230,6 +250,12 @@ class LoopSelector(Selector):
 
     def select(self, table: pd.DataFrame, ctx: SelectionContext) -> Selection:
         check_table(table, ("id", "n_tokens") + (("text",) if self.policy_path is None else ()))
+        hidden: list[str] = []
+        if self.expensive_signal:
+            # the policy and its reward see only the cheap scores; the expensive one is reached by queries
+            prefix = f"{self.expensive_signal}__"
+            hidden = [c for c in table.columns if isinstance(c, str) and c.startswith(prefix)]
+            table = table.drop(columns=hidden)
         self.config = self.config.model_copy(update={"budget": float(ctx.budget), "seed": int(ctx.seed)})
         if self.policy_path is not None:
             fn = load_policy(self.policy_path).probabilities
@@ -248,8 +274,11 @@ class LoopSelector(Selector):
                 else np.zeros(0)
             )
         nt = table["n_tokens"].to_numpy(dtype=np.int64)
+        score = p
+        if self.expensive_signal:
+            score = self._query_expensive(table, p, ctx, hidden)
         if self.decision == "top":
-            res = top_to_budget(p, nt, ctx.budget)
+            res = top_to_budget(score, nt, ctx.budget)
         else:
             res = sample_to_budget(np.log(np.maximum(p, 1e-12)), nt, ctx.budget, seed=ctx.seed)
         reason = keep_reasons(res.keep, "kept")
@@ -261,6 +290,41 @@ class LoopSelector(Selector):
             reason=reason,
         )
 
+
+    def _query_expensive(
+        self, table: pd.DataFrame, p: np.ndarray, ctx: SelectionContext, hidden: list[str]
+    ) -> np.ndarray:
+        """The policy's ranking corrected by active queries of the expensive scorer (loop/feedback.py)."""
+        from dynacure.loop.features import FeatureEncoder
+        from dynacure.loop.feedback import CountingScorer, active_queries, policy_reward_scale
+        from dynacure.selectors.reward import RewardWeights, composite_reward, reward_components
+
+        check_table(table, ("id", "n_tokens", "text"))
+        weights = self.config.reward_weights()
+        n_queries = int(round(self.query_share * len(table)))
+        stats: dict[str, Any] = {"signal": self.expensive_signal, "hidden_columns": hidden,
+                                 "n_documents": len(table), "calls": 0.0, "seconds": 0.0, "flops": 0.0,
+                                 "rounds": []}
+        if n_queries == 0 or weights.safety == 0:
+            self.feedback_stats = stats
+            return p
+        assert self.expensive_signal is not None
+        scorer = CountingScorer.for_signal(self.expensive_signal,
+                                           self.signal_kwargs.get(self.expensive_signal))
+        reward = composite_reward(table, weights)
+        safety_only = RewardWeights(safety=1.0, alignment=0.0, utility=0.0)
+        cheap = 1.0 - reward_components(table, safety_only)["safety"]
+        features = FeatureEncoder.fit(table, "scores").transform(table)
+        res = active_queries(
+            policy_reward_scale(p, reward), cheap, features, table["text"].astype(str).tolist(),
+            table["n_tokens"].to_numpy(dtype=np.int64), float(ctx.budget), weights.safety, scorer,
+            n_queries, rounds=self.query_rounds, seed=int(ctx.seed),
+        )
+        stats.update(scorer.stats())
+        stats["share"] = stats["calls"] / max(len(table), 1)
+        stats["rounds"] = res.rounds
+        self.feedback_stats = stats
+        return res.score
 
     def _apply_ray(self, table: pd.DataFrame) -> np.ndarray:
         from dynacure.loop.ray_apply import policy_probabilities_ray

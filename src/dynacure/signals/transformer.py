@@ -764,6 +764,13 @@ class TransformerToxicitySignal(Signal):
         self.batch_size = batch_size
         self.columns = tuple(self.model.categories)  # type: ignore[misc]
 
+    def forward_flops(self, texts: list[str]) -> float:
+        """Forward FLOPs of scoring ``texts``: 2 x encoder parameters x the tokens it reads (each text cut
+        to ``max_length``), the count the loop's expensive-call accounting uses."""
+        n_params = sum(int(p.numel()) for p in self.model.net.parameters())
+        n_tok = sum(len(s) for s in _encode(self.model.tokenizer, list(texts), self.model.max_length))
+        return 2.0 * n_params * n_tok
+
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         p = self.model.predict_proba(list(texts), self.batch_size)
         return {c: p[:, i] for i, c in enumerate(self.model.categories)}
