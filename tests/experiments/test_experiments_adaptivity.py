@@ -161,3 +161,25 @@ def test_cli_adapt_rejects_bad_input(tmp_path):
     assert r.exit_code == 2 and "switch" in r.output
     r = CliRunner().invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--weights-after", "0.5,0.5,0.5"])
     assert r.exit_code == 2 and "sum to 1" in r.output
+
+
+def test_a_policy_learned_on_nano_transfers_to_the_pretrained_base(shared_data, tmp_path, one_thread):
+    """``--transfer-to base``: the frozen nano policy and a policy learned on the base both run in the loop
+    with the pre-trained base (a small nano base here) fine-tuned on what they select."""
+    from dynacure.experiments.adaptivity import run_transfer
+    from dynacure.learners.pretrain import BaseConfig, build_base, read_base
+
+    small = {"preset": "nano", "max_tokens": 12_000, "eval_every": 6, "eval_words": 1000,
+             "tokenizer_docs": 300, "test_words": 1000}
+    base = build_base(BaseConfig(**small), shared_data, root=tmp_path, progress=False)
+    pool = _synthetic_pool()
+    cfg = AdaptConfig(n_docs=400, budget=0.5, candidates=16, train_batch=8, transfer_steps=6, probe_every=3,
+                      transfer_to="base", base=small, base_root=str(tmp_path), seed=0)
+    _, b, _, _ = rewards(pool, cfg)
+    rows = run_transfer(pool, cfg, b)["learners"]
+    on_base = [r for r in rows if r["learner"] == "base"]
+    assert sorted(r["policy"] for r in on_base) == sorted(
+        ["learned on nano (6 steps), frozen", "learned on base from scratch", "random"])
+    assert {r["learner_params"] for r in on_base} == {read_base(base)["n_parameters"]}
+    for r in on_base:  # the base already models English: its held-out losses are finite and well below ln V
+        assert 0 < r["heldout_clean_loss"] < 7 and r["steps"] == 6

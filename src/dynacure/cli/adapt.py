@@ -50,7 +50,9 @@ def register(app: typer.Typer) -> None:
         transfer: bool = typer.Option(
             True, "--transfer/--no-transfer", help="Transfer nano -> larger learner."
         ),
-        transfer_to: str = typer.Option("tiny", "--transfer-to", help="Larger learner preset."),
+        transfer_to: str = typer.Option(
+            "tiny", "--transfer-to", help="Larger learner: tiny, or base (the pre-trained base of `dynacure "
+            "pretrain`, fine-tuned in the loop)."),
         transfer_steps: int = typer.Option(120, "--transfer-steps", help="Loop steps per transfer run."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:

@@ -77,8 +77,13 @@ class AdaptConfig(StrictModel):
     frac: float = Field(0.9, gt=0, le=1)
     panel_size: int = Field(512, ge=16)
     transfer: bool = True
-    transfer_to: Literal["nano", "tiny"] = "tiny"
+    # "base": the pre-trained base learner (`dynacure pretrain`, 5.3M parameters), fine-tuned in the loop
+    transfer_to: Literal["nano", "tiny", "base"] = "tiny"
     transfer_steps: int = Field(120, ge=2)
+    # which base "base" is: its BaseConfig fields (default: the `dynacure pretrain` defaults) and cache root
+    base: dict[str, Any] = {}
+    base_root: str | None = None
+    base_lr: float = Field(5e-4, gt=0)  # fine-tuning LR of the base in the loop (the experiments' default)
 
     @model_validator(mode="after")
     def _check(self) -> AdaptConfig:
@@ -237,7 +242,7 @@ def _loop_config(cfg: AdaptConfig, algorithm: str, steps: int, preset: str, seed
         steps=steps,
         probe_every=cfg.probe_every,
         refine=False,
-        learner_preset=preset,
+        learner_preset=preset if preset in ("nano", "tiny") else "nano",  # "base" is built by _make_env
         sample_size=cfg.n_docs,
         probes={
             "n_prompts": 8,
@@ -268,7 +273,14 @@ def _make_env(
         from dynacure.learners.factory import LearnerSpec, build_learner
         from dynacure.loop.probes import build_probes, reward_toxicity_scorer
 
-        learner = build_learner(LearnerSpec(preset=preset), seed, texts=view["text"].tolist())
+        spec = LearnerSpec(preset=preset)
+        if preset == "base":
+            from dynacure.learners.pretrain import BaseConfig, find_base
+
+            # the same fine-tuning start as an experiment cell's (experiments.runner.FINETUNE_WARMUP)
+            spec = LearnerSpec(base=find_base(BaseConfig(**cfg.base), root=cfg.base_root),
+                               overrides={"lr": cfg.base_lr, "warmup_steps": 10})
+        learner = build_learner(spec, seed, texts=view["text"].tolist())
         probes, train_mask = build_probes(
             view, lcfg.probes, seed=seed, labels=gold, scorer=reward_toxicity_scorer(("profanity",))
         )
