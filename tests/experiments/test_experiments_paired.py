@@ -298,3 +298,27 @@ def test_heldout_suite_carries_per_window_units(tmp_path: Path) -> None:
     assert int(a.units["heldout_word_ppl"].weights.sum()) == 480  # weights of the word metric: words
     r = paired_difference([(a.units["heldout_word_ppl"], b.units["heldout_word_ppl"])], n_boot=300)
     assert r.diff == pytest.approx(a.metrics["heldout_word_ppl"].value - b.metrics["heldout_word_ppl"].value)
+
+
+def test_gap_closed_is_the_share_of_the_floor_to_ceiling_gap_with_a_paired_interval() -> None:
+    from dynacure.experiments.paired import gap_closed
+
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(400)]
+    triples = []
+    for _ in range(3):  # seeds
+        hard = rng.random(400)  # the units' own difficulty, shared by all three strategies
+        floor = Units("mean", (hard < 0.5).astype(float), ids=ids)
+        ceiling = Units("mean", (hard < 0.1).astype(float), ids=ids)
+        mid = Units("mean", (hard < 0.2).astype(float), ids=ids)
+        triples.append((floor, ceiling, mid))
+    g = gap_closed(triples, n_boot=500)
+    f, c, m = (np.mean([t[i].statistic() for t in triples]) for i in range(3))
+    assert g["value"] == pytest.approx((f - m) / (f - c))
+    assert 0.6 < g["value"] < 0.9 and g["low"] <= g["value"] <= g["high"]
+    assert g["gap_low"] > 0 and g["n_seeds"] == 3
+    # the ceiling against itself closes all of the gap, exactly, in every resample
+    same = gap_closed([(a, b, b) for a, b, _ in triples], n_boot=200)
+    assert same["value"] == pytest.approx(1.0) and same["low"] == pytest.approx(1.0)
+    with pytest.raises(PairingError):
+        gap_closed([])

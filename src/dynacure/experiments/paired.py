@@ -248,6 +248,49 @@ def paired_difference(
     )
 
 
+def gap_closed(
+    triples: Sequence[tuple[Units, Units, Units]],
+    n_boot: int = N_BOOT,
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Share of the gap from ``floor`` to ``ceiling`` that ``mid`` closes, ``(floor - mid) / (floor -
+    ceiling)`` (1: as good as the ceiling, 0: no better than the floor; the same for either orientation of the
+    metric), one ``(floor, ceiling, mid)`` triple of Units per seed. The seeds' differences are averaged
+    before the ratio; the interval resamples the units once per seed for all three (paired), as
+    ``paired_difference``. ``gap`` (floor - ceiling) comes with its own interval: where that includes 0 the
+    ratio is not defined by the data, and its interval says so by being wide or NaN."""
+    if not triples:
+        raise PairingError("no seed present for all three strategies")
+    rng = np.random.default_rng(seed)
+    aligned = [(f, align(f, c), align(f, m)) for f, c, m in triples]
+    gap = np.zeros(n_boot)
+    closed = np.zeros(n_boot)
+    for f, c, m in aligned:
+        blocks = _blocks(f, n_boot, rng)
+        sf = _stats(f, blocks)
+        gap += sf - _stats(c, blocks)
+        closed += sf - _stats(m, blocks)
+    gap /= len(aligned)
+    closed /= len(aligned)
+    pf = np.array([f.statistic() for f, _, _ in aligned])
+    pc = np.array([c.statistic() for _, c, _ in aligned])
+    pm = np.array([m.statistic() for _, _, m in aligned])
+    point_gap, point_closed = float(np.mean(pf - pc)), float(np.mean(pf - pm))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(gap != 0, closed / gap, np.nan)
+    lo, hi = (np.nanquantile(ratio, [alpha / 2, 1 - alpha / 2]) if np.isfinite(ratio).any()
+              else (math.nan, math.nan))
+    glo, ghi = np.quantile(gap, [alpha / 2, 1 - alpha / 2])
+    return {
+        "value": point_closed / point_gap if point_gap != 0 else math.nan,
+        "low": float(lo), "high": float(hi),
+        "gap": point_gap, "gap_low": float(glo), "gap_high": float(ghi),
+        "floor": float(pf.mean()), "ceiling": float(pc.mean()), "mid": float(pm.mean()),
+        "n_seeds": len(aligned), "n_units": max(len(f) for f, _, _ in aligned),
+    }
+
+
 # ---- over an experiment's cells ----------------------------------------------------------------------------
 
 

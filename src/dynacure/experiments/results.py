@@ -158,6 +158,10 @@ def collect_results(runs: str | Path) -> pd.DataFrame:
     )
     log.info("results: %d rows from %d cells", len(df), df["cell_id"].nunique() if len(df) else 0)
     write_paired(root, units)
+    from dynacure.experiments.feedback import has_feedback_roles, write_feedback_summary
+
+    if has_feedback_roles({u.strategy for u in units}):
+        write_feedback_summary(root)  # the feedback preset's gap closed and expensive-call share
     df.attrs["runs"] = str(root)
     return df
 
