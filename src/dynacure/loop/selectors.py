@@ -16,6 +16,10 @@ demo corpus: sampling let 5% toxic documents through where the top probabilities
 the same application for one batch, the function a Ray Data ``map_batches`` stage calls; ``engine="ray"``
 applies the policy that way (``dynacure.loop.ray_apply``), saving a just-learned policy to a temporary
 folder first, with the same batches and so the same probabilities and decisions as the local application.
+With ``expensive_signal`` the loop works on the cheap scores only (that signal's columns are dropped before
+anything reads the table) and, once the policy is learned, spends ``query_share`` of the table in counted
+calls of the expensive scorer that correct the policy's ranking (``loop/feedback.py``; ``feedback_stats``
+holds the calls, seconds and FLOPs).
 """
 
 from __future__ import annotations
@@ -289,7 +293,6 @@ class LoopSelector(Selector):
             keep=res.keep,
             reason=reason,
         )
-
 
     def _query_expensive(
         self, table: pd.DataFrame, p: np.ndarray, ctx: SelectionContext, hidden: list[str]
