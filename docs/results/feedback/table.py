@@ -39,7 +39,8 @@ def main() -> None:
               + f" | {fmt(share, '{:.4f}')} | {fmt(calls, '{:,.0f}')} |")
     print()
     for role in ("loop", "off"):
-        print(f"gap closed by {s['roles'][role]} (floor {s['roles']['floor']}, ceiling {s['roles']['ceiling']}):")
+        roles = s["roles"]
+        print(f"gap closed by {roles[role]} (floor {roles['floor']}, ceiling {roles['ceiling']}):")
         for metric, g in s["gap_closed_by_metric"][role].items():
             if "refused" in g:
                 print(f"  {metric}: refused ({g['refused']})")
