@@ -41,6 +41,9 @@ def test_feedback_experiment_writes_gap_closed_and_counted_calls(tmp_path):
     assert math.isnan(flops["ppo_feedback"]) and flops["raft_cheap"] == 0
     head = summary["gap_closed_by_metric"]["loop"]["toxicity/toxicity_probability"]
     assert head["n_seeds"] == 2 and "gap_low" in head
+    # the headline ratio is given only where the ceiling beats the floor beyond its interval
+    assert (summary["gap_closed"] is not None) == head["defined"]
+    assert head["defined"] or "no gap to close" in summary["gap_closed_reason"]
     shares = summary["kept_gold_toxic_share"]
     assert set(shares) == {"random", *ROLES.values()} and all(len(v) == 2 for v in shares.values())
     # the loop never read the expensive columns: its policy log names them as hidden

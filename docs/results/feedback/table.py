@@ -45,10 +45,11 @@ def main() -> None:
             if "refused" in g:
                 print(f"  {metric}: refused ({g['refused']})")
                 continue
-            print(f"  {metric}: {g['value']:.2f} [{g['low']:.2f}, {g['high']:.2f}]; gap floor - ceiling "
+            tag = "" if g.get("defined") else " (undefined: the ceiling is not better)"
+            print(f"  {metric}: {g['value']:.2f} [{g['low']:.2f}, {g['high']:.2f}]{tag}; gap floor - ceiling "
                   f"{g['gap']:+.4g} [{g['gap_low']:+.4g}, {g['gap_high']:+.4g}]")
-    print(f"data level, per seed: {[round(x, 2) for x in s['data_gap_closed_per_seed']]}")
-    print(f"gap_closed {s['gap_closed']:.3f} {s['gap_closed_interval']}, "
+    print(f"data level, per seed: {[x if x is None else round(x, 2) for x in s['data_gap_closed_per_seed']]}")
+    print(f"gap_closed {s['gap_closed']} {s['gap_closed_interval']} {s.get('gap_closed_reason', '')}, "
           f"expensive_call_share {s['expensive_call_share']:.4f}")
 
 

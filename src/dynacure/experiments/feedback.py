@@ -12,8 +12,11 @@ Roles, by strategy label (the preset's):
 
 For every headline metric, ``gap_closed`` = (floor - loop) / (floor - ceiling) with a paired bootstrap
 interval over the same evaluation units (``paired.gap_closed``), and the gap itself with its interval: a
-ratio is only read where the gap is real. The data-level figure beside it is the gold-toxic share of the
-kept documents (``composition.cell_composition``), per seed. ``expensive_call_share`` = the loop's calls /
+ratio is only read where the gap is real, i.e. where the ceiling is better than the floor with an interval
+that excludes 0 (``defined``; every metric here is lower-is-better). Where it is not, the headline
+``gap_closed`` is null and ``gap_closed_reason`` says why: there is no gap for the loop to close. The
+data-level figure beside it is the gold-toxic share of the kept documents (``composition.cell_composition``),
+per seed, with the same ratio where the ceiling keeps fewer toxic documents than the floor (else null). ``expensive_call_share`` = the loop's calls /
 the ceiling's (the documents of the corpus); FLOPs are the expensive model's forward FLOPs, the ceiling's
 taken as its per-document FLOPs in the loop's calls times the corpus size (the same model on the same
 kind of text).
@@ -103,8 +106,11 @@ def feedback_summary(runs: str | Path) -> dict[str, Any]:
             if not use:
                 continue
             try:
-                per_metric["/".join(key)] = gap_closed(
+                g = gap_closed(
                     [tuple(Units.from_dict(d[s].units[key]) for d in (floor, ceiling, mine)) for s in use])
+                # lower is better for every metric: the ceiling must beat the floor beyond its interval
+                g["defined"] = bool(g["gap_low"] > 0)
+                per_metric["/".join(key)] = g
             except PairingError as exc:
                 per_metric["/".join(key)] = {"refused": str(exc)}
         out["gap_closed_by_metric"][role] = per_metric
@@ -115,11 +121,11 @@ def feedback_summary(runs: str | Path) -> dict[str, Any]:
     data_level: dict[str, Any] = {lab: {str(s): shares.get((lab, s)) for s in sorted(seeds)}
                                   for lab, seeds in by.items()}
     out["kept_gold_toxic_share"] = data_level
-    gaps = []
+    gaps: list[float | None] = []
     for s in sorted(set(floor) & set(ceiling) & set(by[ROLES["loop"]])):
         f, c, m = (shares.get((ROLES[r], s)) for r in ("floor", "ceiling", "loop"))
-        if None not in (f, c, m) and f != c:
-            gaps.append((f - m) / (f - c))  # type: ignore[operator]
+        # only where the ceiling keeps fewer toxic documents than the floor: else there is no gap
+        gaps.append((f - m) / (f - c) if None not in (f, c, m) and f > c else None)  # type: ignore[operator]
     out["data_gap_closed_per_seed"] = gaps
     calls = {lab: [float(_expensive_of(root, seeds[s].cell_id).get("calls", math.nan)) for s in sorted(seeds)]
              for lab, seeds in by.items() if lab in (ROLES["loop"], ROLES["off"])}
@@ -133,8 +139,17 @@ def feedback_summary(runs: str | Path) -> dict[str, Any]:
     out["expensive_flops"] = {ROLES["floor"]: 0.0, ROLES["ceiling"]: per_call * corpus,
                               ROLES["loop"]: _mean(flops), ROLES["off"]: 0.0}
     head = out["gap_closed_by_metric"]["loop"].get("/".join(HEADLINE), {})
-    out["gap_closed"] = head.get("value", math.nan)
-    out["gap_closed_interval"] = [head.get("low", math.nan), head.get("high", math.nan)]
+    if head.get("defined"):
+        out["gap_closed"] = head["value"]
+        out["gap_closed_interval"] = [head["low"], head["high"]]
+    else:
+        out["gap_closed"], out["gap_closed_interval"] = None, None
+        gap = head.get("gap", math.nan)
+        lo, hi = head.get("gap_low", math.nan), head.get("gap_high", math.nan)
+        out["gap_closed_reason"] = (
+            f"no gap to close on {'/'.join(HEADLINE)}: floor - ceiling = {gap:+.4g} [{lo:+.4g}, {hi:+.4g}]; "
+            "the ceiling is not better than the floor beyond its interval"
+            if head else "headline metric not measured")
     out["expensive_call_share"] = loop_calls / corpus if corpus else math.nan
     out["targets"] = {"gap_closed": 0.75, "expensive_call_share": 0.05}
     return out
