@@ -17,7 +17,8 @@ that excludes 0 (``defined``; every metric here is lower-is-better). Where it is
 ``gap_closed`` is null and ``gap_closed_reason`` says why: there is no gap for the loop to close. The
 data-level figure beside it is the gold-toxic share of the kept documents (``composition.cell_composition``),
 per seed, with the same ratio where the ceiling keeps fewer toxic documents than the floor (else null).
-``expensive_call_share`` = the loop's calls / the ceiling's (the documents of the corpus); FLOPs are the expensive model's forward FLOPs, the ceiling's
+``expensive_call_share`` = the loop's calls / the ceiling's (the documents of the corpus); FLOPs are the
+expensive model's forward FLOPs, the ceiling's
 taken as its per-document FLOPs in the loop's calls times the corpus size (the same model on the same
 kind of text).
 
