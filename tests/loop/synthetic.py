@@ -41,6 +41,16 @@ CLEAN = [
 TOXIC = ["idiot", "stupid", "hate", "moron", "dumb", "shut", "up", "loser", "trash", "kill", "ugly"]
 
 
+def draw_text(rng: np.random.Generator, toxic: bool) -> str:
+    """8-29 clean words; a toxic text has a third of them replaced by toxic words."""
+    k = int(rng.integers(8, 30))
+    words = list(rng.choice(CLEAN, size=k))
+    if toxic:
+        for j in rng.choice(k, size=max(1, k // 3), replace=False):
+            words[j] = str(rng.choice(TOXIC))
+    return " ".join(words)
+
+
 def synthetic_pool(n: int = 400, toxic_share: float = 0.3, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """A pool whose toxic rows have high toxicity scores and toxic words; returns (table, gold labels)."""
     # offset so the pool's draws are not the same stream as a selector seeded with the same number
@@ -48,12 +58,7 @@ def synthetic_pool(n: int = 400, toxic_share: float = 0.3, seed: int = 0) -> tup
     toxic = rng.random(n) < toxic_share
     texts, sources = [], []
     for i in range(n):
-        k = int(rng.integers(8, 30))
-        words = list(rng.choice(CLEAN, size=k))
-        if toxic[i]:
-            for j in rng.choice(k, size=max(1, k // 3), replace=False):
-                words[j] = str(rng.choice(TOXIC))
-        texts.append(" ".join(words))
+        texts.append(draw_text(rng, bool(toxic[i])))
         sources.append(["web", "forum", "books"][int(rng.integers(0, 3))])
     tox = np.clip(np.where(toxic, rng.beta(6, 2, n), rng.beta(1, 8, n)), 0, 1)
     table = pd.DataFrame(

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic import CLEAN, TOXIC  # noqa: E402
+from synthetic import draw_text  # noqa: E402
 
 from dynacure.loop.features import FeatureEncoder  # noqa: E402
 from dynacure.loop.feedback import CountingScorer, active_queries, policy_reward_scale  # noqa: E402
@@ -35,14 +35,7 @@ def blind_table(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     toxic = rng.random(n) < 0.3
     source = rng.choice(["web", "forum", "books"], n)
-    texts = []
-    for i in range(n):
-        k = int(rng.integers(8, 30))
-        words = list(rng.choice(CLEAN, size=k))
-        if toxic[i]:
-            for j in rng.choice(k, size=max(1, k // 3), replace=False):
-                words[j] = str(rng.choice(TOXIC))
-        texts.append(" ".join(words))
+    texts = [draw_text(rng, bool(t)) for t in toxic]
     cheap = np.where(toxic & (source != "forum"), rng.beta(6, 2, n), rng.beta(1.5, 6, n))
     table = pd.DataFrame({
         "id": [f"d{i:05d}" for i in range(n)], "text": texts, "source": source,

@@ -128,11 +128,12 @@ def feedback_summary(runs: str | Path) -> dict[str, Any]:
         # only where the ceiling keeps fewer toxic documents than the floor: else there is no gap
         gaps.append((f - m) / (f - c) if None not in (f, c, m) and f > c else None)  # type: ignore[operator]
     out["data_gap_closed_per_seed"] = gaps
-    calls = {lab: [float(_expensive_of(root, seeds[s].cell_id).get("calls", math.nan)) for s in sorted(seeds)]
+    # each loop cell's train_log.json read once
+    stats = {lab: [_expensive_of(root, seeds[s].cell_id) for s in sorted(seeds)]
              for lab, seeds in by.items() if lab in (ROLES["loop"], ROLES["off"])}
-    flops = [float(_expensive_of(root, c.cell_id).get("flops", math.nan)) for c in by[ROLES["loop"]].values()]
-    n_docs = [float(_expensive_of(root, c.cell_id).get("n_documents", math.nan))
-              for c in by[ROLES["loop"]].values()]
+    calls = {lab: [float(e.get("calls", math.nan)) for e in es] for lab, es in stats.items()}
+    flops = [float(e.get("flops", math.nan)) for e in stats[ROLES["loop"]]]
+    n_docs = [float(e.get("n_documents", math.nan)) for e in stats[ROLES["loop"]]]
     loop_calls, corpus = _mean(calls.get(ROLES["loop"], [])), _mean(n_docs)
     per_call = _mean(flops) / loop_calls if loop_calls else math.nan
     out["expensive_calls"] = {ROLES["floor"]: 0.0, ROLES["ceiling"]: corpus,
