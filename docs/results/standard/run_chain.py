@@ -3,9 +3,9 @@
 Steps, in order: the reward scorers and the judge (``train-scorer``), the pre-trained base (``pretrain``), the
 standard experiment (it builds the pool, scores it and runs every cell), the audit, the report, the targets.
 After each step ``chain.json`` (beside this script, or ``--record``) is rewritten atomically with the seconds
-that step took, so a re-run after a crash skips the finished steps and keeps their measured times; every step's
-own command resumes too. ``wall_s`` is the sum of the measured step times (equal to the elapsed time of an
-uninterrupted run; a resumed run says so in ``resumed``).
+that step took, so a re-run after a crash skips the finished steps and keeps their measured times; every
+step's own command resumes too. ``wall_s`` is the sum of the measured step times (equal to the elapsed time
+of an uninterrupted run; a resumed run says so in ``resumed``).
 
     nohup .venv/bin/python docs/results/standard/run_chain.py > chain.log 2>&1 &
 """
@@ -55,7 +55,8 @@ def steps(data: str, runs: Path, threads: int) -> list[tuple[str, list[str]]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "standard")
-    ap.add_argument("--data-dir", default=os.environ.get("DYNACURE_DATA", str(ROOT.parent / "shared" / "data")))
+    data = os.environ.get("DYNACURE_DATA", str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data-dir", default=data)
     ap.add_argument("--record", type=Path, default=HERE / "chain.json")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = ap.parse_args()
