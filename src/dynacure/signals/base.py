@@ -71,7 +71,7 @@ def _load_builtin() -> None:
     # Importing the modules registers their signals; kept lazy so `import dynacure` stays light.
     import importlib
 
-    for mod in ("toxicity", "alignment", "utility", "pii", "embedding"):
+    for mod in ("toxicity", "alignment", "utility", "pii", "embedding", "hf_classifier"):
         try:
             importlib.import_module(f"dynacure.signals.{mod}")
         except ModuleNotFoundError as exc:
