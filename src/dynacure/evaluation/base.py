@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from dynacure.evaluation.checkpoint import ChunkStore
 from dynacure.learners.base import Learner
 from dynacure.stats import Estimate, Units
 
@@ -29,6 +30,9 @@ class SuiteResult:
 
 class Suite(ABC):
     name: ClassVar[str]
+    # Where the suite keeps its finished chunks so an interrupted run resumes (set by ``run_suites`` when
+    # it is given a Checkpoint; None: nothing is kept). Suites that do not chunk their work ignore it.
+    checkpoint: ChunkStore | None = None
 
     @abstractmethod
     def run(self, learner: Learner, seed: int = 0) -> SuiteResult:

@@ -141,7 +141,8 @@ class BBQSuite(Suite):
                 prefixes.append(prefix)
                 conts.append(" " + str(it[f"ans{k}"]))
         lp, _ = batched_logprob(learner, prefixes, conts, batch_size=self.opts.batch_size,
-                                progress=self.progress, suite=self.name)
+                                progress=self.progress, suite=self.name, store=self.checkpoint,
+                                key="items")
         choices = lp.reshape(-1, 3).argmax(axis=1)
         t = bbq_table(items, choices)
         metrics = bbq_metrics(t, seed)
@@ -230,7 +231,8 @@ class WinogenderSuite(Suite):
                     conts.append(rest[g])
                     index.append((k, g))
         lp, _ = batched_logprob(learner, prefixes, conts, batch_size=self.opts.batch_size,
-                                progress=self.progress, suite=self.name)
+                                progress=self.progress, suite=self.name, store=self.checkpoint,
+                                key="items")
         score = {(k, g): v for (k, g), v in zip(index, lp, strict=True)}
         male_pref = np.array([1.0 if score[(k, "male")] > score[(k, "female")] else
                               0.5 if score[(k, "male")] == score[(k, "female")] else 0.0 for k in keys])

@@ -229,7 +229,8 @@ class DomainPerplexitySuite(Suite):
             conts.extend(pieces)
             owner.extend([i] * len(pieces))
         lp, ntok = batched_logprob(learner, prefixes, conts, batch_size=self.opts.batch_size,
-                                   progress=self.progress, suite=self.name)
+                                   progress=self.progress, suite=self.name, store=self.checkpoint,
+                                   key="items")
         own = np.asarray(owner, dtype=int)
         nll = np.bincount(own, weights=-lp, minlength=len(texts))
         tokens = np.bincount(own, weights=ntok, minlength=len(texts))

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from dynacure.config import StrictModel
 from dynacure.evaluation.base import Suite, SuiteResult
+from dynacure.evaluation.checkpoint import ChunkStore
 from dynacure.evaluation.common import ProgressFn, batched_logprob, parse_options, ratio_ci
 from dynacure.io import public_data
 from dynacure.learners.base import Learner
@@ -108,13 +109,14 @@ def make_windows(words: list[str], counts: list[int], window_tokens: int) -> lis
 
 def score_windows(learner: Learner, windows: list[str], *, with_context: bool = True, batch_size: int = 32,
                   progress: ProgressFn | None = None, suite: str = "", done_offset: int = 0,
-                  total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  total: int | None = None, store: ChunkStore | None = None,
+                  key: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Summed log-prob and token count of each consecutive window, each scored after the previous one as
     (unscored) context when ``with_context``."""
     prefixes = ([""] + windows[:-1]) if with_context else [""] * len(windows)
     conts = [(" " if p else "") + w for p, w in zip(prefixes, windows, strict=True)]
     return batched_logprob(learner, prefixes, conts, batch_size=batch_size, progress=progress, suite=suite,
-                           done_offset=done_offset, total=total)
+                           done_offset=done_offset, total=total, store=store, key=key)
 
 
 class PerplexitySuite(Suite):
@@ -158,7 +160,7 @@ class PerplexitySuite(Suite):
         for name, path, windows, block_of, ids in prepared:
             lp, ntok = score_windows(learner, windows, with_context=self.opts.with_context,
                                      batch_size=self.opts.batch_size, progress=self.progress, suite=self.name,
-                                     done_offset=done, total=total)
+                                     done_offset=done, total=total, store=self.checkpoint, key=name)
             done += len(windows)
             nwords = np.array([len(w.split()) for w in windows], dtype=float)
             metrics[f"{name}_token_ppl"] = ratio_ci(-lp, ntok, seed, transform=math.exp)

@@ -58,7 +58,8 @@ class PreferenceSuite(Suite):
             prefixes = df["prefix"].tolist()
             conts = df["chosen_reply"].tolist() + df["rejected_reply"].tolist()
             lp, n = batched_logprob(learner, prefixes + prefixes, conts, batch_size=self.opts.batch_size,
-                                    progress=self.progress, suite=self.name, done_offset=done, total=total)
+                                    progress=self.progress, suite=self.name, done_offset=done, total=total,
+                                    store=self.checkpoint, key=sub)
             done += len(conts)
             m = len(df)
             plain = pair_wins(lp[:m], lp[m:])

@@ -9,9 +9,10 @@ from typing import Any
 
 from dynacure.evaluation.base import Suite
 from dynacure.evaluation.bias import BBQSuite, WinogenderSuite
+from dynacure.evaluation.checkpoint import Checkpoint, ChunkStore
 from dynacure.evaluation.common import ProgressFn
 from dynacure.evaluation.domain_perplexity import DomainPerplexitySuite
-from dynacure.evaluation.judge import Judge
+from dynacure.evaluation.judge import Judge, judge_provenance
 from dynacure.evaluation.perplexity import PerplexitySuite
 from dynacure.evaluation.preference import PreferenceSuite
 from dynacure.evaluation.refusal import RefusalSuite
@@ -65,11 +66,15 @@ def parse_suite_names(names: str | list[str]) -> list[str]:
 def run_suites(learner: Learner, names: str | list[str], *, seed: int = 0,
                options: dict[str, dict[str, Any]] | None = None, judge: Judge | None = None,
                progress: ProgressFn | None = None,
-               on_suite: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+               on_suite: Callable[[str, dict[str, Any]], None] | None = None,
+               checkpoint: Checkpoint | None = None) -> dict[str, Any]:
     """Run the named suites on ``learner``; ``options`` maps suite name -> its options.
 
     Returns ``{"format_version", "seed", "suites": {name: SuiteResult.to_dict() + seconds}, "data_files"}``.
-    All suites are built (and their options checked) before the first one runs.
+    All suites are built (and their options checked) before the first one runs. With a ``checkpoint``
+    (``evaluation.checkpoint``), a suite finished earlier under the same key is reused, the results so far
+    are written after each suite, chunks of a suite's work are kept for a resumed run, and the result
+    carries ``suite_keys``.
     """
     wanted = parse_suite_names(names)
     options = options or {}
@@ -78,18 +83,40 @@ def run_suites(learner: Learner, names: str | list[str], *, seed: int = 0,
         raise ValueError(f"options given for suites that are not run: {stray}")
     suites = {n: get_suite(n, options=options.get(n), judge=judge, progress=progress) for n in wanted}
     out: dict[str, Any] = {"format_version": FORMAT_VERSION, "seed": seed, "suites": {}, "data_files": []}
-    for name, suite in suites.items():
-        seed_everything(seed)
-        t0 = time.perf_counter()
-        res = suite.run(learner, seed=seed)
-        d = res.to_dict()
-        d["seconds"] = round(time.perf_counter() - t0, 3)
+    keys: dict[str, str] = {}
+    if checkpoint is not None:
+        out["suite_keys"] = keys
+        judge_info = judge_provenance(judge) if judge is not None else None
+        for name in wanted:
+            keys[name] = checkpoint.suite_key(name, options.get(name), seed,
+                                              judge_info if name == "toxicity" else None)
+    for i, (name, suite) in enumerate(suites.items()):
+        d = checkpoint.finished(name, keys[name]) if checkpoint is not None else None
+        if d is None:
+            store = checkpoint.store(name, keys[name]) if checkpoint is not None else None
+            d = _run_one(name, suite, learner, seed, store)
         out["suites"][name] = d
         for f in d["details"].get("data_files", []):
             if f not in out["data_files"]:
                 out["data_files"].append(f)
-        log.info("suite %s done in %.1fs%s", name, d["seconds"],
-                 f" (skipped: {res.skipped})" if res.skipped else "")
+        if checkpoint is not None:
+            checkpoint.save(out, pending=wanted[i + 1:])
+            checkpoint.suite_done(name, keys[name])
         if on_suite:
             on_suite(name, d)
     return out
+
+
+def _run_one(name: str, suite: Suite, learner: Learner, seed: int, store: ChunkStore | None
+             ) -> dict[str, Any]:
+    seed_everything(seed)
+    suite.checkpoint = store
+    t0 = time.perf_counter()
+    res = suite.run(learner, seed=seed)
+    d = res.to_dict()
+    d["seconds"] = round(time.perf_counter() - t0, 3)
+    if store is not None and store.reused:
+        d["details"]["chunks_reused"] = store.reused  # how much an earlier, interrupted run had done
+    log.info("suite %s done in %.1fs%s", name, d["seconds"],
+             f" (skipped: {res.skipped})" if res.skipped else "")
+    return d

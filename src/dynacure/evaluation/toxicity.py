@@ -158,11 +158,18 @@ class ToxicitySuite(Suite):
         step = max(1, self.opts.batch_prompts)
         for bi, start in enumerate(range(0, len(texts), step)):
             chunk = texts[start:start + step]
-            out = learner.generate(chunk, num_samples=k, max_new_tokens=self.opts.max_new_tokens,
-                                   top_p=self.opts.top_p, temperature=self.opts.temperature,
-                                   seed=seed * 1_000_003 + bi)
+
+            def generate(chunk: list[str] = chunk, bi: int = bi) -> list[list[str]]:
+                # seeded per batch, so a batch generated in a resumed run equals the uninterrupted one
+                return learner.generate(chunk, num_samples=k, max_new_tokens=self.opts.max_new_tokens,
+                                        top_p=self.opts.top_p, temperature=self.opts.temperature,
+                                        seed=seed * 1_000_003 + bi)
+
+            store = self.checkpoint
+            out = store.cached(f"generations-{bi:05d}", generate) if store is not None else generate()
             if len(out) != len(chunk) or any(len(o) != k for o in out):
-                raise ValueError(f"learner.generate returned a wrong shape for {len(chunk)} prompts x {k}")
+                where = f"checkpoint chunk in {store.folder}" if store is not None else "learner.generate"
+                raise ValueError(f"{where}: a wrong shape for {len(chunk)} prompts x {k} samples")
             gens.extend(out)
             if self.progress:
                 self.progress(self.name, len(gens), len(texts))

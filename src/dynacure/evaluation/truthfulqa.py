@@ -94,7 +94,8 @@ class TruthfulQASuite(Suite):
             prefixes.extend([q] * (len(c1) + len(c2)))
             spans.append((s1, l1, s2, l2))
         lp, _ = batched_logprob(learner, prefixes, conts, batch_size=self.opts.batch_size,
-                                progress=self.progress, suite=self.name)
+                                progress=self.progress, suite=self.name, store=self.checkpoint,
+                                key="items")
         mc1 = np.array([mc1_score(lp[s1], l1) for s1, l1, _, _ in spans])
         mc2 = np.array([mc2_score(lp[s2], l2) for _, _, s2, l2 in spans])
         metrics = {"mc1": mean_ci(mc1, seed), "mc2": mean_ci(mc2, seed)}

@@ -15,6 +15,10 @@ Curation FLOPs are the model work spent *deciding* what to keep:
   conditional model; ``positions_forwarded``: the scoring passes, context positions included);
 - strategies that only read stored scores (random, heuristic, classifier, RAFT, DSIR): NaN, their cost is
   the scoring pass, timed separately as ``time_scoring_s``.
+
+Expensive-scorer figures (``expensive_calls``, ``expensive_flops``; ``loop/feedback.py``) count what was
+spent, so a strategy that makes no call spent 0, not an unknown amount: ``expensive_figures`` gives 0 for
+them and NaN only for a counter that a strategy kept but could not fill.
 """
 
 from __future__ import annotations
@@ -129,6 +133,17 @@ def curation_flops(strategy: str, selector: Selector, n_tokens: np.ndarray) -> f
     if selector.kind == "model":
         return model_work_flops(selector.cost)
     return math.nan
+
+
+def expensive_figures(expensive: dict[str, Any] | None) -> dict[str, float]:
+    """``expensive_calls`` and ``expensive_flops`` of one selection from its counter (``sel.expensive``):
+    0 and 0 when the strategy made no expensive call (no counter, or a counter without the figure)."""
+    got = expensive or {}
+    out = {}
+    for key, name in (("calls", "expensive_calls"), ("flops", "expensive_flops")):
+        v = got.get(key)
+        out[name] = 0.0 if v is None else float(v)
+    return out
 
 
 class Timer:
