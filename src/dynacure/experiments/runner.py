@@ -1030,6 +1030,7 @@ def run_cell(
     cfg: ExperimentConfig, runs: str | Path, cell: Cell, scoring_seconds: float, events: Events | None = None
 ) -> float:
     """Select, train and evaluate one cell; write its files and DONE last. Returns its wall time."""
+    from dynacure.experiments.efficiency import expensive_figures
     from dynacure.runinfo import seed_everything, write_run_info
 
     events = events or Events()
@@ -1074,8 +1075,7 @@ def run_cell(
         "learner_params": params,
         "train_flops": 6.0 * params * train_tokens,
         "curation_flops": sel.curation_flops,
-        "expensive_calls": (sel.expensive or {}).get("calls", math.nan),
-        "expensive_flops": (sel.expensive or {}).get("flops", math.nan),
+        **expensive_figures(sel.expensive),  # 0 for strategies that make no expensive call
     }
     write_json_atomic(
         out / "metrics.json",
