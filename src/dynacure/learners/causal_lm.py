@@ -1,13 +1,28 @@
 """Machinery shared by the small GPT and the Hugging Face adapter: how texts become training rows, how the
 per-example weighted loss is formed, and how texts and continuations are scored with sliding windows.
 
-Training rows (the documented choice): one row per example, never packed. A row is ``[BOS] + tokens +
-[EOS]``; a row longer than ``n_ctx + 1`` tokens is cut to a window of that length at a random offset (drawn
-from the learner's seeded generator, so repeated visits of a long document see different parts). Rows
-are right-padded to the longest row of the batch and padding is never scored. Because each row is one
-example, the loss of example ``i`` is its mean token NLL ``l_i`` and the batch loss is
-``sum_i w_i * l_i / n``: a weight of 0 removes the example from the gradient exactly, and weights scale
-the loss (they are not renormalised, so a batch with all weights 0.5 trains at half strength).
+Training, packed (``train_packed_step``, the path ``learners.training.train`` takes by default): the planned
+documents are laid end to end as ``[EOS] d1 [EOS] d2 [EOS] ...`` and cut into rows of ``n_ctx + 1`` tokens
+(``n_ctx`` inputs, ``n_ctx`` targets, consecutive rows overlapping by one token so every stream token after
+the first is a target exactly once). No padding. Each target token carries the weight of the document it
+belongs to (a document's closing EOS included), and the batch loss is ``sum_t w_t * nll_t / n_targets``: a
+weight of 0 removes the document's tokens from the loss exactly, a weight of 2 counts them twice, and weights
+are not renormalised. Attention crosses document boundaries inside a row (the nanoGPT / Hugging Face
+``group_texts`` practice): the EOS before a document tells the model a new one starts, no attention mask is
+built (so the fast causal kernels run), and a document that follows another in a row is conditioned on it.
+Positions run 0..n_ctx-1 along the row, not per document.
+
+Training rows, per document (``train_step``: the loop's environment, selectors' priors, ``pack=False``): one
+row per example. A row is ``[BOS] + tokens + [EOS]``; a row longer than ``n_ctx + 1`` tokens is cut to a
+window of that length at a random offset (drawn from the learner's seeded generator, so repeated visits of a
+long document see different parts). Rows are right-padded to the longest row of the batch and padding is
+never scored. Because each row is one example, the loss of example ``i`` is its mean token NLL ``l_i`` and
+the batch loss is ``sum_i w_i * l_i / n``: a weight of 0 removes the example from the gradient exactly, and
+weights scale the loss (they are not renormalised, so a batch with all weights 0.5 trains at half strength).
+
+Warm-up: ``set_schedule`` never lets the linear warm-up take more than a tenth of the planned steps (a run
+too short for its configured warm-up would otherwise never reach its peak learning rate); when it cuts the
+warm-up it logs a warning naming both values.
 
 Scoring: text ``t`` after context ``c`` is scored as ``[BOS] + c + t``; only the tokens of ``t`` count.
 When that does not fit the context length, the scored tokens are split in chunks and each chunk is
@@ -20,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +118,16 @@ class CausalLMLearner(Learner):
 
     # ---- schedule -----------------------------------------------------------------------------------
     def set_schedule(self, decay_steps: int, warmup_steps: int | None = None) -> None:
-        """Set the cosine horizon (absolute step at which the LR reaches its floor)."""
+        """Set the cosine horizon (absolute step at which the LR reaches its floor) and the warm-up, which
+        is cut to a tenth of the horizon when longer (with a warning naming the configured and used value)."""
         self.optim.decay_steps = max(1, int(decay_steps))
-        if warmup_steps is not None:
-            self.optim.warmup_steps = int(warmup_steps)
+        configured = self.optim.warmup_steps if warmup_steps is None else int(warmup_steps)
+        used = min(configured, self.optim.decay_steps // 10)
+        if used < configured:
+            log.warning("warmup_steps %d is longer than a tenth of the %d planned steps: warming up over %d "
+                        "steps instead, so the learning rate reaches its peak", configured,
+                        self.optim.decay_steps, used)
+        self.optim.warmup_steps = used
 
     @property
     def batch_size(self) -> int:
@@ -131,6 +152,10 @@ class CausalLMLearner(Learner):
         """How many target tokens one training visit of each text trains on."""
         return np.array([min(len(ids) + 2, self.n_ctx + 1) - 1 for ids in self.encode(texts)], dtype=np.int64)
 
+    def packed_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Stream tokens each text adds to a packed run: its tokens and the EOS after it (all trained)."""
+        return np.array([len(ids) + 1 for ids in self.encode(texts)], dtype=np.int64)
+
     def _pad_rows(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ``(inputs, targets, mask)`` for rows used as ``row[:-1] -> row[1:]``."""
         width = max(len(r) for r in rows) - 1
@@ -148,6 +173,39 @@ class CausalLMLearner(Learner):
             raise ValueError("train_step needs at least one text")
         w = torch.tensor(check_weights(weights, len(texts)), dtype=torch.float32, device=self.device)
         inp, tgt, mask = self._pad_rows(self.training_rows(texts))
+
+        def loss_of(nll: torch.Tensor) -> torch.Tensor:
+            per_example = nll.sum(1) / mask.sum(1).clamp(min=1)
+            return (per_example * w).sum() / len(texts)
+
+        return self._optimise(inp, tgt, mask, loss_of)
+
+    def train_packed_step(self, rows: np.ndarray, token_weights: np.ndarray) -> float:
+        """One optimiser step on packed rows (see the module docstring).
+
+        ``rows``: token ids ``(B, n_ctx + 1)``, inputs ``rows[:, :-1]`` and targets ``rows[:, 1:]``;
+        ``token_weights``: ``(B, n_ctx)``, the weight of each target. Returns the weighted mean token loss
+        ``sum(w * nll) / (B * n_ctx)`` before the update.
+        """
+        ids = np.array(rows, dtype=np.int64)  # copies: torch wants writable memory
+        tw = np.array(token_weights, dtype=np.float32)
+        if ids.ndim != 2 or ids.shape[0] == 0 or not 2 <= ids.shape[1] <= self.n_ctx + 1:
+            raise ValueError(f"packed rows must be (B >= 1, 2..{self.n_ctx + 1}) token ids, got {ids.shape}")
+        if tw.shape != (ids.shape[0], ids.shape[1] - 1):
+            want = (ids.shape[0], ids.shape[1] - 1)
+            raise ValueError(f"token_weights has shape {tw.shape}, expected {want}: one weight per target")
+        if not np.all(np.isfinite(tw)) or np.any(tw < 0):
+            raise ValueError("token weights must be finite and >= 0")
+        t = torch.from_numpy(ids).to(self.device)
+        w = torch.from_numpy(tw).to(self.device)
+        inp, tgt = t[:, :-1], t[:, 1:]
+        mask = torch.ones_like(inp, dtype=torch.bool)
+        return self._optimise(inp, tgt, mask, lambda nll: (nll * w).sum() / nll.numel())
+
+    def _optimise(self, inp: torch.Tensor, tgt: torch.Tensor, mask: torch.Tensor,
+                  loss_of: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """Forward ``inp``, per-token NLL of ``tgt`` ``(B, T)``, ``loss_of(nll)`` and one clipped AdamW step
+        at the scheduled learning rate; returns the loss before the update."""
         self.positions_trained += int(mask.sum())
         module = self._module()
         module.train()
@@ -158,8 +216,7 @@ class CausalLMLearner(Learner):
             torch.manual_seed((int(getattr(self, "seed", 0)) * 1_000_003 + self.step) % 2**63)
             logits = self._logits(inp, mask)
         nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=IGNORE, reduction="none")
-        per_example = nll.sum(1) / mask.sum(1).clamp(min=1)
-        loss = (per_example * w).sum() / len(texts)
+        loss = loss_of(nll)
         lr = self.optim.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -4,7 +4,8 @@ foundation model fine-tuned on curated data.
 
 Pre-training text is ``io.pool.pretraining_documents``: the halves of WikiText-2 and PTB *train* that the
 pool does not contain (whole WikiText articles and PTB line blocks, split by a stable hash), cut into
-pieces of at most ``piece_words`` words so that a training row covers a whole piece. The BPE tokenizer is
+pieces of at most ``piece_words`` words. Pre-training packs the pieces into full context blocks
+(``BaseConfig.pack``, the same path as every other training run, ``learners.training``). The BPE tokenizer is
 trained on the same text; every cell of an experiment on the base uses it, so token figures compare.
 
 Choices are made on WikiText-2 *valid* only: the curve in ``base.json`` is its word perplexity (the first
@@ -60,6 +61,9 @@ class BaseConfig(StrictModel):
     eval_words: int = Field(20_000, ge=100)  # WikiText-2 valid words of the curve
     eval_every: int = Field(250, ge=1)  # steps between curve points (and checkpoints)
     test_words: int | None = Field(None, ge=100)  # words of each test set in the final figures (None: all)
+    # documents packed into full context blocks (learners.training.PackedPlan): pieces of <= 80 words filled
+    # ~85% of a 128-token row, the rest padding. Part of the cache key: a packed base is another base.
+    pack: bool = True
 
 
 def base_root() -> Path:
@@ -238,7 +242,7 @@ def build_base(
             on_point(row)
 
     t0 = time.perf_counter()
-    tlog = train(learner, texts, max_tokens=cfg.max_tokens, seed=cfg.seed, progress=progress,
+    tlog = train(learner, texts, max_tokens=cfg.max_tokens, seed=cfg.seed, pack=cfg.pack, progress=progress,
                  checkpoint_dir=folder / "checkpoint", checkpoint_every=cfg.eval_every,
                  callback=point, callback_every=cfg.eval_every)
     chosen = _choose_best(learner, curve, folder) if cfg.keep_best else None
