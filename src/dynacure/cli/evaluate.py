@@ -111,10 +111,12 @@ def register(app: typer.Typer) -> None:
         suite: str = typer.Option("toxicity,perplexity", "--suite", "-s",
                                   help="comma-separated suites, of: @@suites@@"),
         out: Path = typer.Option(Path("results.json"), "--out", "-o", help="results file (JSON)"),
-        max_prompts: int = typer.Option(None, "--max-prompts", help="toxicity/refusal: prompts per kind"),
+        max_prompts: int = typer.Option(None, "--max-prompts",
+                                        help="toxicity/refusal: prompts per kind (quick default 50)"),
         samples: int = typer.Option(None, "--samples",
-                                    help="toxicity: continuations per prompt (default 25)"),
-        max_tokens: int = typer.Option(None, "--max-tokens", help="perplexity: words of each test corpus"),
+                                    help="toxicity: continuations per prompt (quick default 5, --full 25)"),
+        max_tokens: int = typer.Option(None, "--max-tokens",
+                                       help="perplexity: words of each test corpus (quick default 20,000)"),
         max_items: int = typer.Option(None, "--max-items",
                                       help="preference pairs per subset / TruthfulQA questions / BBQ items"),
         prompts: Path = typer.Option(None, "--prompts", help="toxicity: JSONL prompt file (prompt, kind)"),
@@ -126,13 +128,18 @@ def register(app: typer.Typer) -> None:
         option: list[str] = typer.Option([], "--option", help="SUITE.KEY=VALUE (JSON value), repeatable"),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option(None, "--device", help="cpu / cuda (default: best available)"),
+        full: bool = typer.Option(False, "--full", help="the full test sets (default: quick subsets that "
+                                  "take a few minutes for a small model; sizes you give always win)"),
     ) -> None:
         """Evaluate a saved learner: toxicity of its continuations (RealToxicityPrompts protocol), held-out
         perplexity, HH-RLHF preference accuracy, TruthfulQA, BBQ/Winogender bias and refusal; each figure
         with a bootstrap 95% interval. Writes the results JSON and its run record beside it (run.json, or
-        run.evaluate.json in a folder whose run.json is another command's, such as the model's own)."""
+        run.evaluate.json in a folder whose run.json is another command's, such as the model's own).
+        Quick subsets by default (--full for the full sets). Each suite's result is written as it finishes
+        and its work is kept in chunks, so the same command resumes an interrupted run where it stopped."""
+        from dynacure.evaluation.checkpoint import Checkpoint, model_fingerprint
         from dynacure.evaluation.judge import default_judge
-        from dynacure.evaluation.suites import parse_suite_names, run_suites
+        from dynacure.evaluation.suites import apply_sizes, parse_suite_names, run_suites
         from dynacure.io.atomic import write_json_atomic
         from dynacure.learners import load_learner
         from dynacure.runinfo import seed_everything, write_run_info
@@ -143,13 +150,23 @@ def register(app: typer.Typer) -> None:
         options = build_options(names, max_prompts=max_prompts, samples=samples, max_tokens=max_tokens,
                                 max_items=max_items, data_dir=data_dir, prompts=prompts,
                                 force_refusal=force_refusal, extra=option)
+        options, quick = apply_sizes(options, names, full)
         check_model_dir(model_dir)
         check_results_path(out, model_dir)
+        err = make_console(stderr=True)
+        if quick:
+            err.print("quick sizes (--full for the full sets): " + "; ".join(
+                f"{n} " + ", ".join(f"{k}={v}" for k, v in q.items()) for n, q in quick.items()),
+                soft_wrap=True, highlight=False)
         seed_everything(seed)
         learner = load_learner(model_dir, device=device)  # the model first: its errors name MODEL
         judge = default_judge(judge_dir) if "toxicity" in names else None
+        header = {"model": str(Path(model_dir).resolve()), "options": options}
+        # finished suites and chunks of work are kept beside --out, so the same command resumes
+        checkpoint = Checkpoint(out, model_fingerprint(model_dir), header=header,
+                                say=lambda msg: err.print(msg, soft_wrap=True, highlight=False))
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=make_console(stderr=True), transient=False) as bar:
+                      TimeElapsedColumn(), console=err, transient=False) as bar:
             tasks = {n: bar.add_task(n, total=None) for n in names}
 
             def progress(name: str, done: int, total: int) -> None:
@@ -160,11 +177,11 @@ def register(app: typer.Typer) -> None:
                 bar.update(tasks[name], completed=t.total or 1, total=t.total or 1)
 
             results = run_suites(learner, names, seed=seed, options=options, judge=judge, progress=progress,
-                                 on_suite=finished)
-        results["model"] = str(Path(model_dir).resolve())
-        results["options"] = options
+                                 on_suite=finished, checkpoint=checkpoint)
+        results.update(header, complete=True, suites_pending=[], sizes="full" if full else "quick")
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out, results)
+        checkpoint.close()
         write_run_info(out.parent, command="evaluate", config={"model": results["model"], "suites": names,
                                                                 "options": options, "out": str(out)},
                        seed=seed, extra={"data_files": results["data_files"]})
