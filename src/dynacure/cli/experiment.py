@@ -213,6 +213,11 @@ def register(app: typer.Typer) -> None:
         ),
         workers: int | None = typer.Option(None, "--workers", "-j", help="Parallel cells (default: config)."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write RUNS/report.html at the end."),
+        keep_models: bool = typer.Option(
+            False, "--keep-models",
+            help="Save each cell's trained learner in RUNS/cells/<cell>/model (open it with load_learner or "
+                 "`dynacure evaluate`); finished cells without one are run again.",
+        ),
     ) -> None:
         """Run a comparison grid (strategy x seed x budget x reward weights); skips finished cells."""
         from dynacure.experiments.config import load_experiment_config, load_preset, preset_names
@@ -233,9 +238,12 @@ def register(app: typer.Typer) -> None:
         n_cells = len(expand_grid(cfg))
         n_workers = workers or cfg.resolved_workers(n_cells)
         console.print(f"experiment [bold]{cfg.name}[/]: {n_cells} cells, {n_workers} process(es), out {out}")
+        if keep_models and not cfg.learner.train:
+            console.print("--keep-models: learner.train = false, so no cell trains a learner to keep")
         with progress_bar(console) as progress:
             ev = RichEvents(progress, console)
-            results = run_experiment(cfg, out, events=ev.events(in_process=n_workers <= 1), workers=n_workers)
+            results = run_experiment(cfg, out, events=ev.events(in_process=n_workers <= 1), workers=n_workers,
+                                     keep_models=keep_models)
         if len(results):
             console.print(composition_table(out))
             console.print(summary_table(results))

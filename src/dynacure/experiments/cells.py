@@ -14,6 +14,9 @@ from dynacure.experiments.config import ExperimentConfig, uses_reward
 
 CELL_FILES = ("manifest.parquet", "metrics.json", "train_log.json", "run.json")
 DONE = "DONE"
+# `dynacure experiment --keep-models`: the cell's trained learner (safetensors + config + tokenizer), saved by
+# the learner's own save, so `load_learner(<cell>/model)` opens it
+MODEL_DIR = "model"
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,8 @@ def cell_dir(runs: str | Path, cell: Cell) -> Path:
 def is_done(runs: str | Path, cell: Cell) -> bool:
     d = cell_dir(runs, cell)
     return (d / DONE).exists() and all((d / f).exists() for f in CELL_FILES)
+
+
+def has_model(runs: str | Path, cell: Cell) -> bool:
+    """Whether the cell's trained learner was kept (a whole save: ``learner.json`` is written last)."""
+    return (cell_dir(runs, cell) / MODEL_DIR / "learner.json").exists()

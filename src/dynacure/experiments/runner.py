@@ -36,7 +36,16 @@ import numpy as np
 import pandas as pd
 
 from dynacure.config import ConfigError
-from dynacure.experiments.cells import CELL_FILES, DONE, Cell, cell_dir, expand_grid, is_done
+from dynacure.experiments.cells import (
+    CELL_FILES,
+    DONE,
+    MODEL_DIR,
+    Cell,
+    cell_dir,
+    expand_grid,
+    has_model,
+    is_done,
+)
 from dynacure.experiments.config import ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -191,7 +200,7 @@ def _file_listing(root: Path) -> dict[str, list[int]] | None:
     return out
 
 
-def _model_digest(folder: Path) -> str | None:
+def model_digest(folder: Path) -> str | None:
     """BLAKE2b of a model folder's files (names and bytes); None when the folder holds no whole model yet
     (no ``meta.json`` of a scorer, ``learner.json`` of a learner or ``base.json`` of the base: a folder still
     being built, whose files change until it is done)."""
@@ -207,6 +216,9 @@ def _model_digest(folder: Path) -> str | None:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+_model_digest = model_digest  # the name the experiment's own records used first
 
 
 def models_used(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Path]:
@@ -717,24 +729,44 @@ def base_folder(cfg: ExperimentConfig) -> Path:
     return find_base(cfg.learner.base_config(), cfg.corpus.data_dir)
 
 
+def learner_overrides(batch_size: int | None, lr: float | None, warmup_steps: int | None,
+                      fine_tune: bool) -> dict[str, Any]:
+    """The preset fields a learner's spec changes (those given); fine-tuning the base warms up for
+    FINETUNE_WARMUP steps unless told otherwise."""
+    overrides: dict[str, Any] = {}
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    if lr is not None:
+        overrides["lr"] = lr
+    if warmup_steps is not None:
+        overrides["warmup_steps"] = warmup_steps
+    if fine_tune:
+        overrides.setdefault("warmup_steps", FINETUNE_WARMUP)
+    return overrides
+
+
+def finetune_spec(folder: Path, device: str | None, batch_size: int | None = None, lr: float | None = None,
+                  warmup_steps: int | None = None) -> LearnerSpec:
+    """The spec of a learner that fine-tunes the base in ``folder``: what every cell of an experiment on the
+    base builds, and what ``dynacure train --base`` builds, so both start from the same weights and
+    optimiser settings."""
+    from dynacure.learners.factory import LearnerSpec
+
+    overrides = learner_overrides(batch_size, lr, warmup_steps, fine_tune=True)
+    return LearnerSpec(base=folder, device=device, overrides=overrides)
+
+
 def learner_spec(cfg: ExperimentConfig, ws: Workspace) -> LearnerSpec:
     """The experiment's learner (``learner`` config): an HF model, the pre-trained base fine-tuned, or a
     TinyGPT of the preset over the experiment's one tokenizer."""
     from dynacure.learners.factory import LearnerSpec
 
     lc = cfg.learner
-    overrides: dict[str, Any] = {}
-    if lc.batch_size is not None:
-        overrides["batch_size"] = lc.batch_size
-    if lc.lr is not None:
-        overrides["lr"] = lc.lr
-    if lc.warmup_steps is not None:
-        overrides["warmup_steps"] = lc.warmup_steps
     if lc.hf_path is not None:
         return LearnerSpec(hf_path=lc.hf_path, device=lc.device)
     if lc.base == "pretrained":
-        overrides.setdefault("warmup_steps", FINETUNE_WARMUP)
-        return LearnerSpec(base=base_folder(cfg), device=lc.device, overrides=overrides)
+        return finetune_spec(base_folder(cfg), lc.device, lc.batch_size, lc.lr, lc.warmup_steps)
+    overrides = learner_overrides(lc.batch_size, lc.lr, lc.warmup_steps, fine_tune=False)
     return LearnerSpec(preset=lc.preset, tokenizer=ws.tokenizer, device=lc.device, overrides=overrides)
 
 
@@ -1027,9 +1059,11 @@ def evaluate_stage(
 
 
 def run_cell(
-    cfg: ExperimentConfig, runs: str | Path, cell: Cell, scoring_seconds: float, events: Events | None = None
+    cfg: ExperimentConfig, runs: str | Path, cell: Cell, scoring_seconds: float, events: Events | None = None,
+    keep_models: bool = False,
 ) -> float:
-    """Select, train and evaluate one cell; write its files and DONE last. Returns its wall time."""
+    """Select, train and evaluate one cell; write its files and DONE last. Returns its wall time.
+    ``keep_models``: the trained learner is also saved in ``<cell>/model`` (``load_learner`` opens it)."""
     from dynacure.experiments.efficiency import expensive_figures
     from dynacure.runinfo import seed_everything, write_run_info
 
@@ -1055,6 +1089,8 @@ def run_cell(
     if cfg.learner.train:
         assert sel.selection is not None
         learner, train_log, t_train = train_stage(cfg, ws, cell, table, sel.selection, events)
+        if keep_models:  # before evaluation, which only reads the learner: the weights saved are the trained
+            learner.save(out / MODEL_DIR)
         suites, t_eval = evaluate_stage(cfg, ws, learner, cell.seed, evaldata, events)
     else:  # curation only: the selection itself is the result
         learner, train_log, t_train, t_eval = None, {"tokens_seen": 0}, 0.0, 0.0
@@ -1099,6 +1135,8 @@ def run_cell(
         extra={"cell": cell.to_dict(), "cell_id": cell.cell_id, "wall_s": wall},
     )
     missing = [f for f in CELL_FILES if not (out / f).exists()]
+    if keep_models and learner is not None and not has_model(runs, cell):
+        missing.append(f"{MODEL_DIR}/learner.json")
     if missing:
         raise RuntimeError(f"cell {cell.cell_id}: files missing after the run: {missing}")
     write_text_atomic(out / DONE, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {wall:.1f}s\n")
@@ -1131,11 +1169,11 @@ def _worker_init(threads: int, env: dict[str, str]) -> None:
 
 
 def _run_cell_in_worker(
-    cfg_json: str, runs: str, cell_dict: dict[str, Any], scoring_seconds: float
+    cfg_json: str, runs: str, cell_dict: dict[str, Any], scoring_seconds: float, keep_models: bool = False
 ) -> tuple[str, float]:
     cfg = ExperimentConfig.model_validate_json(cfg_json)
     cell = Cell.from_dict(cell_dict)
-    return cell.cell_id, run_cell(cfg, runs, cell, scoring_seconds)
+    return cell.cell_id, run_cell(cfg, runs, cell, scoring_seconds, keep_models=keep_models)
 
 
 # ---- the whole experiment ---------------------------------------------------------------------------------
@@ -1187,13 +1225,17 @@ def prepare(cfg: ExperimentConfig, runs: str | Path, events: Events | None = Non
 
 
 def run_experiment(
-    cfg: ExperimentConfig, runs: str | Path, events: Events | None = None, workers: int | None = None
+    cfg: ExperimentConfig, runs: str | Path, events: Events | None = None, workers: int | None = None,
+    keep_models: bool = False,
 ) -> pd.DataFrame:
-    """Run (or resume) the whole experiment and return the results table."""
+    """Run (or resume) the whole experiment and return the results table. ``keep_models``: every cell also
+    saves its trained learner in ``<cell>/model``; a finished cell without one is run again (its metrics
+    come out equal: a cell is deterministic)."""
     events = events or Events()
     ws, scoring_seconds = prepare(cfg, runs, events)
     cells = expand_grid(cfg)
-    todo = [c for c in cells if not is_done(ws.root, c)]
+    wants_model = keep_models and cfg.learner.train  # a curation-only cell trains no learner
+    todo = [c for c in cells if not is_done(ws.root, c) or (wants_model and not has_model(ws.root, c))]
     events.cells_total(len(cells), len(cells) - len(todo))
     n_workers = workers if workers is not None else cfg.resolved_workers(len(todo) or 1)
     if todo:
@@ -1206,7 +1248,7 @@ def run_experiment(
         try:
             for c in todo:
                 events.cell_started(c.cell_id)
-                wall = run_cell(cfg, ws.root, c, scoring_seconds, events)
+                wall = run_cell(cfg, ws.root, c, scoring_seconds, events, keep_models=keep_models)
                 events.cell_finished(c.cell_id, wall)
         finally:
             torch.set_num_threads(before)
@@ -1221,7 +1263,8 @@ def run_experiment(
             for c in todo:
                 futs[
                     pool.submit(
-                        _run_cell_in_worker, cfg.model_dump_json(), str(ws.root), c.to_dict(), scoring_seconds
+                        _run_cell_in_worker, cfg.model_dump_json(), str(ws.root), c.to_dict(),
+                        scoring_seconds, keep_models,
                     )
                 ] = c
                 events.cell_started(c.cell_id)
