@@ -35,7 +35,8 @@ def preset_needs(cfg: Any) -> list[str]:
         needs.append(pdata.NEED_POOL)
     scorers = not cfg.scoring.demo_models and (
         any(s in TRAINED_SIGNALS for s in cfg.scoring.signals)
-        or (cfg.learner.train and "toxicity" in cfg.evaluation.suites)  # the judge
+        # the trained judge, unless a Hugging Face classifier folder judges (evaluation.judge)
+        or (cfg.learner.train and "toxicity" in cfg.evaluation.suites and cfg.evaluation.judge is None)
     )
     if scorers:
         needs.append(pdata.NEED_SCORERS)

@@ -122,6 +122,10 @@ def register(app: typer.Typer) -> None:
         prompts: Path = typer.Option(None, "--prompts", help="toxicity: JSONL prompt file (prompt, kind)"),
         judge_dir: Path = typer.Option(None, "--judge-dir",
                                        help="folder holding the trained judge model (default: model_dir())"),
+        judge_hf: Path = typer.Option(None, "--judge", help="toxicity: a local Hugging Face "
+                                      "sequence-classification folder as the judge (P of its unsafe labels)"),
+        judge_unsafe: str = typer.Option(None, "--judge-unsafe-labels", help="with --judge: the labels that "
+                                         "count as unsafe, comma-separated (default: see hf_classifier)"),
         data_dir: Path = typer.Option(None, "--data-dir", help="public datasets (default ../shared/data)"),
         force_refusal: bool = typer.Option(
             False, "--force-refusal", help="run refusal even on a learner that does not follow instructions"),
@@ -138,7 +142,7 @@ def register(app: typer.Typer) -> None:
         Quick subsets by default (--full for the full sets). Each suite's result is written as it finishes
         and its work is kept in chunks, so the same command resumes an interrupted run where it stopped."""
         from dynacure.evaluation.checkpoint import Checkpoint, model_fingerprint
-        from dynacure.evaluation.judge import default_judge
+        from dynacure.evaluation.judge import load_judge
         from dynacure.evaluation.suites import apply_sizes, parse_suite_names, run_suites
         from dynacure.io.atomic import write_json_atomic
         from dynacure.learners import load_learner
@@ -150,6 +154,10 @@ def register(app: typer.Typer) -> None:
         options = build_options(names, max_prompts=max_prompts, samples=samples, max_tokens=max_tokens,
                                 max_items=max_items, data_dir=data_dir, prompts=prompts,
                                 force_refusal=force_refusal, extra=option)
+        if judge_hf is not None and judge_dir is not None:
+            raise ValueError("give --judge (a Hugging Face classifier folder) or --judge-dir, not both")
+        if (judge_hf is not None or judge_unsafe) and "toxicity" not in names:
+            raise ValueError("--judge is for the toxicity suite, which is not selected")
         options, quick = apply_sizes(options, names, full)
         check_model_dir(model_dir)
         check_results_path(out, model_dir)
@@ -160,7 +168,7 @@ def register(app: typer.Typer) -> None:
                 soft_wrap=True, highlight=False)
         seed_everything(seed)
         learner = load_learner(model_dir, device=device)  # the model first: its errors name MODEL
-        judge = default_judge(judge_dir) if "toxicity" in names else None
+        judge = load_judge(judge_hf, judge_dir, judge_unsafe) if "toxicity" in names else None
         header = {"model": str(Path(model_dir).resolve()), "options": options}
         # finished suites and chunks of work are kept beside --out, so the same command resumes
         checkpoint = Checkpoint(out, model_fingerprint(model_dir), header=header,

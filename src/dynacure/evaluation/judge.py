@@ -114,6 +114,39 @@ def default_judge(model_dir: str | Path | None = None) -> Judge:
     return ProvenancedJudge(fn, meta)
 
 
+def hf_judge(folder: str | Path, unsafe_labels: str | Sequence[str] | None = None,
+             device: str | None = "auto", batch_size: int = 32,
+             args: tuple[str, str] = ("--judge", "--judge-unsafe-labels")) -> ProvenancedJudge:
+    """A local Hugging Face sequence-classification folder as the judge: P(unsafe) per text, the combined
+    probability of its unsafe labels (``dynacure.signals.hf_classifier``; default labels as there).
+
+    Its provenance names the folder, its file digest and labels; the guard cannot know what the user's
+    model was trained on, so keeping it apart from the reward scorers is the user's part (an experiment
+    refuses a judge folder that is also its ``hf_classifier`` scorer). ``args``: how the user gave the
+    folder and the labels (named in errors)."""
+    from dynacure.signals.hf_classifier import HFClassifier
+
+    clf = HFClassifier(folder, unsafe_labels=unsafe_labels, batch_size=batch_size, device=device, args=args)
+
+    def judge(texts: list[str]) -> np.ndarray:
+        return clf.unsafe_probability(clf.predict_proba(list(texts))).astype(np.float64)
+
+    meta = {"name": "hf_classifier", "path": str(clf.folder.resolve()),
+            "role": "judge: a user-supplied Hugging Face classifier (evaluation only)", **clf.describe()}
+    return ProvenancedJudge(judge, meta)
+
+
+def load_judge(judge: str | Path | None = None, model_dir: str | Path | None = None,
+               unsafe_labels: str | Sequence[str] | None = None,
+               args: tuple[str, str] = ("--judge", "--judge-unsafe-labels")) -> Judge:
+    """``judge`` (a Hugging Face classifier folder) when given, else the trained judge of ``model_dir``."""
+    if judge is not None:
+        return hf_judge(judge, unsafe_labels, args=args)
+    if unsafe_labels:
+        raise ValueError(f"{args[1]} is for a Hugging Face judge folder; give {args[0]} too")
+    return default_judge(model_dir)
+
+
 def score_texts(judge: Judge, texts: list[str], batch_size: int = 512) -> np.ndarray:
     """Call the judge in batches and check it returned one probability per text."""
     out = []

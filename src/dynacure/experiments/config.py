@@ -166,12 +166,19 @@ class EvaluationConfig(StrictModel):
     samples: int = Field(25, ge=1)  # continuations per toxicity prompt
     max_new_tokens: int = Field(20, ge=1)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-suite extra options
+    # A local Hugging Face sequence-classification folder as the toxicity judge (``dynacure evaluate
+    # --judge``); None: the trained judge. ``judge_unsafe_labels``: its unsafe labels (default: those
+    # ``dynacure.signals.hf_classifier`` picks).
+    judge: str | None = None
+    judge_unsafe_labels: list[str] | None = None
 
     @model_validator(mode="after")
     def _options_for_known(self) -> EvaluationConfig:
         extra = sorted(set(self.options) - set(self.suites))
         if extra:
             raise ValueError(f"evaluation.options names suites that are not in evaluation.suites: {extra}")
+        if self.judge_unsafe_labels is not None and self.judge is None:
+            raise ValueError("evaluation.judge_unsafe_labels is set but evaluation.judge (the folder) is not")
         return self
 
 
@@ -248,7 +255,18 @@ class ExperimentConfig(StrictModel):
         dupw = sorted({k for k in names if names.count(k) > 1})
         if dupw:
             raise ValueError(f"reward weight set names repeat: {dupw}")
+        self._judge_is_not_a_scorer()
         return self
+
+    def _judge_is_not_a_scorer(self) -> None:
+        """A model curated by a scorer must not be graded by the same model (Goodhart): refuse a judge
+        folder that is also the ``hf_classifier`` scoring folder."""
+        scorer = self.scoring.params.get("hf_classifier", {}).get("model")
+        if self.evaluation.judge is None or scorer is None or "hf_classifier" not in self.scoring.signals:
+            return
+        if Path(str(scorer)).expanduser().resolve() == Path(self.evaluation.judge).expanduser().resolve():
+            raise ValueError(f"evaluation.judge {self.evaluation.judge!r} is the folder the corpus is scored "
+                             "with (scoring.params.hf_classifier.model); the judge must be another model")
 
     def resolved_workers(self, n_cells: int) -> int:
         return resolve_workers(self.workers, n_cells)

@@ -29,6 +29,7 @@ EMBEDDING_COLUMN = "embedding__vector"
 ENCODER_FORMAT_VERSION = 1
 # Preference order for the two bucket axes of the bandit (first present wins).
 SAFETY_COLUMNS = (
+    "hf_classifier__toxicity",  # the user's own classifier, scored on purpose: first
     "toxicity_transformer__toxicity",
     "toxicity_ngram__toxicity",
     "toxicity_minilm__toxicity",

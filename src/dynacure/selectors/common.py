@@ -10,11 +10,13 @@ import pandas as pd
 
 from dynacure.io.attributes import SEP
 from dynacure.io.idset import find_duplicates, string_chunks
+from dynacure.signals.hf_classifier import HFClassifierSignal
 
 # Signals whose columns are toxicity categories (probability-like, in [0, 1]); the safety side of every
 # strategy takes the max over the categories present, so a document toxic in any one category counts.
 # Every signal whose columns are P(toxic) per category: the composite reward's safety term is 1 - their max.
-TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_transformer", "toxicity_ngram", "toxicity_minilm", "profanity")
+TOXICITY_SIGNALS: tuple[str, ...] = ("toxicity_transformer", "toxicity_ngram", "toxicity_minilm", "profanity",
+                                     "hf_classifier")
 UNIQUE_IDS = "dynacure_unique_ids"
 
 
@@ -46,10 +48,31 @@ def table_ids(table: pd.DataFrame) -> Any:
     return table["id"].astype("str").array
 
 
+# Signal classes that declare which of their columns play the toxicity role (``toxicity_role``): the
+# other columns of hf_classifier are per-label probabilities, safe labels included.
+_DECLARED_ROLES: dict[str, tuple[str, ...]] = {HFClassifierSignal.name: HFClassifierSignal.toxicity_role}
+
+
+def toxicity_role(signal: str) -> tuple[str, ...] | None:
+    """The columns of ``signal`` that are P(toxic), as its class declares them; None: every column is (the
+    trained toxicity signals and profanity, whose columns are all toxicity categories)."""
+    return _DECLARED_ROLES.get(signal)
+
+
 def toxicity_columns(table: pd.DataFrame, signals: Iterable[str] = TOXICITY_SIGNALS) -> list[str]:
-    """Attribute columns of the toxicity signals present in ``table`` (``<signal>__<category>``)."""
-    prefixes = tuple(f"{s}{SEP}" for s in signals)
-    return [c for c in table.columns if isinstance(c, str) and c.startswith(prefixes)]
+    """Attribute columns of the toxicity signals present in ``table`` (``<signal>__<category>``), only the
+    columns a signal declares as its toxicity role when it declares one (``toxicity_role``)."""
+    roles = {s: toxicity_role(s) for s in signals}
+    out = []
+    for c in table.columns:
+        if not isinstance(c, str):
+            continue
+        sig, sep, col = c.partition(SEP)
+        if sep and sig in roles:
+            role = roles[sig]
+            if role is None or col in role:
+                out.append(c)
+    return out
 
 
 def apply_calibrator(calibrator: object, column: str, values: np.ndarray) -> np.ndarray:

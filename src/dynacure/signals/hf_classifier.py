@@ -47,6 +47,9 @@ LABEL_PREFIX = "label_"
 DEFAULT_UNSAFE = re.compile(r"toxic|unsafe|hate|offensive|insult|threat|obscene|abusive|harmful")
 # "non-toxic", "not_offensive", "no hate": negations of an unsafe word are the safe class.
 _NEGATED = re.compile(r"^(non|not)[-_ ]?|^no[-_ ]")
+# How a user gives the arguments (named in errors); the judge passes its own (``--judge``).
+MODEL_ARG = f"--signal-arg {HF_CLASSIFIER}.model"
+UNSAFE_ARG = f"--signal-arg {HF_CLASSIFIER}.unsafe_labels"
 CHARS_PER_TOKEN = 32  # texts are cut to max_length * this many characters before tokenizing
 
 
@@ -65,24 +68,26 @@ def default_unsafe(labels: Sequence[str]) -> list[str]:
     return found
 
 
-def parse_unsafe(value: str | Sequence[str] | None, labels: Sequence[str], folder: Path) -> list[str]:
-    """The unsafe labels from the ``unsafe_labels`` argument (exact names, else case-insensitive)."""
+def parse_unsafe(value: str | Sequence[str] | None, labels: Sequence[str], folder: Path,
+                 arg: str = UNSAFE_ARG) -> list[str]:
+    """The unsafe labels from the ``unsafe_labels`` argument (exact names, else case-insensitive); ``arg``
+    is how the user gives it (named in the errors)."""
     if value is None or value == "":
         found = default_unsafe(labels)
         if not found:
             raise ValueError(f"{folder}: cannot tell which of the labels {list(labels)} are unsafe; give "
-                             f"them with --signal-arg {HF_CLASSIFIER}.unsafe_labels=LABEL[,LABEL...]")
+                             f"them with {arg}=LABEL[,LABEL...]")
         return found
     names = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s) for s in value]
     out = []
     for name in (n for n in names if n):
         match = name if name in labels else next((lb for lb in labels if lb.lower() == name.lower()), None)
         if match is None:
-            raise ValueError(f"{HF_CLASSIFIER}.unsafe_labels: {name!r} is not a label of the model in "
-                             f"{folder}; its labels are {list(labels)}")
+            raise ValueError(f"{arg}: {name!r} is not a label of the model in {folder}; its labels are "
+                             f"{list(labels)}")
         out.append(match)
     if not out:
-        raise ValueError(f"{HF_CLASSIFIER}.unsafe_labels is empty; name at least one of {list(labels)}")
+        raise ValueError(f"{arg} is empty; name at least one of {list(labels)}")
     return list(dict.fromkeys(out))
 
 
@@ -106,10 +111,10 @@ def pick_device(device: str | None) -> str:
     return str(device)
 
 
-def check_folder(model: str | Path | None, arg: str = f"{HF_CLASSIFIER}.model") -> Path:
+def check_folder(model: str | Path | None, arg: str = MODEL_ARG) -> Path:
     """The model folder, or an error naming the argument that should give it."""
     if model is None or str(model).strip() == "":
-        raise ValueError(f"{HF_CLASSIFIER} needs a local Hugging Face model folder: --signal-arg {arg}=DIR")
+        raise ValueError(f"{HF_CLASSIFIER} needs a local Hugging Face model folder: {arg}=DIR")
     folder = Path(str(model)).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{arg}={model}: no such folder (a local Hugging Face sequence-"
@@ -123,10 +128,12 @@ class HFClassifier:
     """A loaded sequence-classification model: per-label probabilities and the combined unsafe one."""
 
     def __init__(self, model: str | Path | None, unsafe_labels: str | Sequence[str] | None = None,
-                 batch_size: int = 32, max_length: int = 512, device: str | None = "auto") -> None:
+                 batch_size: int = 32, max_length: int = 512, device: str | None = "auto",
+                 args: tuple[str, str] = (MODEL_ARG, UNSAFE_ARG)) -> None:
+        """``args``: how the caller's user names the model folder and the unsafe labels (for errors)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.folder = check_folder(model)
+        self.folder = check_folder(model, args[0])
         if int(batch_size) < 1 or int(max_length) < 2:
             raise ValueError(f"{HF_CLASSIFIER}: batch_size must be >= 1 and max_length >= 2, got "
                              f"{batch_size} and {max_length}")
@@ -146,7 +153,7 @@ class HFClassifier:
         if len(set(self.columns)) != n:  # two labels that differ only in case or punctuation
             self.columns = [f"{c}_{i}" for i, c in enumerate(self.columns)]
         self.multi_label = cfg.problem_type == "multi_label_classification" or n == 1
-        self.unsafe = parse_unsafe(unsafe_labels, self.labels, self.folder)
+        self.unsafe = parse_unsafe(unsafe_labels, self.labels, self.folder, args[1])
         self._unsafe_idx = [self.labels.index(lb) for lb in self.unsafe]
         positions = getattr(cfg, "max_position_embeddings", None) or max_length
         # RoBERTa-style position ids start after the padding index: 514 positions hold 512 tokens.
