@@ -53,7 +53,7 @@ from dynacure.io.document import count_tokens
 from dynacure.io.jsonfile import read_versioned
 from dynacure.learners.base import Learner
 from dynacure.selectors.base import Selection, Selector
-from dynacure.selectors.common import TOXICITY_SIGNALS
+from dynacure.selectors.common import toxicity_columns
 
 if TYPE_CHECKING:
     from dynacure.learners.factory import LearnerSpec
@@ -206,7 +206,7 @@ def model_digest(folder: Path) -> str | None:
     being built, whose files change until it is done)."""
     import hashlib
 
-    whole = ("meta.json", "learner.json", "base.json")
+    whole = ("meta.json", "learner.json", "base.json", "config.json")  # config.json: a Hugging Face folder
     if not folder.is_dir() or not any((folder / m).exists() for m in whole):
         return None
     h = hashlib.blake2b(digest_size=16)
@@ -235,8 +235,11 @@ def models_used(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Path]:
     if any(is_loop(st.name) for st in cfg.strategies):  # the loop's reward-side toxicity scorer
         loop_dir = loop_signal_kwargs(cfg, ws).get(TOXICITY_NGRAM, {}).get("model_dir")
         used.setdefault(TOXICITY_NGRAM, resolve(TOXICITY_NGRAM, loop_dir))
+    if "hf_classifier" in cfg.scoring.signals and kw.get("hf_classifier", {}).get("model"):
+        used["hf_classifier"] = Path(str(kw["hf_classifier"]["model"]))
     if "toxicity" in cfg.evaluation.suites and cfg.learner.train:
-        used[JUDGE] = resolve(JUDGE, ws.models if cfg.scoring.demo_models else None)
+        used[JUDGE] = (Path(cfg.evaluation.judge) if cfg.evaluation.judge is not None
+                       else resolve(JUDGE, ws.models if cfg.scoring.demo_models else None))
     if cfg.learner.base == "pretrained" and cfg.learner.train:  # the base every cell fine-tunes
         from dynacure.learners.pretrain import base_dir
 
@@ -573,12 +576,8 @@ def _toxicity_level(docs: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.Series,
                 bins = pd.cut(v.astype(float), [-np.inf, 0.2, 0.5, np.inf], labels=["low", "medium", "high"])
                 return bins.astype(str), f"gold score ({col.removeprefix('meta_')})"
             return v.astype(str), f"gold label ({col.removeprefix('meta_')})"
-    tox_cols = [
-        c
-        for c in table.columns
-        if c.split("__")[0] in TOXICITY_SIGNALS
-        and pd.api.types.is_numeric_dtype(table[c])
-    ]
+    # toxicity_columns: only the toxicity-role columns (hf_classifier's safe-label columns are not)
+    tox_cols = [c for c in toxicity_columns(table) if pd.api.types.is_numeric_dtype(table[c])]
     if not tox_cols:
         return pd.Series(["unknown"] * len(docs), index=docs.index), "no toxicity score available"
     score = table[tox_cols].max(axis=1).clip(0, 1)
@@ -1031,7 +1030,12 @@ def evaluate_stage(
     from dynacure.evaluation import run_suites
 
     judge = None
-    if cfg.scoring.demo_models:
+    if cfg.evaluation.judge is not None and "toxicity" in cfg.evaluation.suites:  # the user's HF classifier
+        from dynacure.evaluation.judge import hf_judge
+
+        judge = hf_judge(cfg.evaluation.judge, cfg.evaluation.judge_unsafe_labels,
+                         args=("evaluation.judge", "evaluation.judge_unsafe_labels"))
+    elif cfg.scoring.demo_models:
         from dynacure.evaluation.judge import default_judge
 
         judge = default_judge(ws.models)  # with its training provenance, which the suite checks
@@ -1198,6 +1202,13 @@ def check_before_work(cfg: ExperimentConfig) -> None:
             base_folder(cfg)
         except (FileNotFoundError, ValueError) as exc:
             raise ConfigError(f"learner.base = \"pretrained\": {exc}") from None
+    if cfg.evaluation.judge is not None:  # the folder itself; its labels are read when it judges
+        from dynacure.signals.hf_classifier import check_folder
+
+        try:
+            check_folder(cfg.evaluation.judge, "evaluation.judge")
+        except (FileNotFoundError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
     placeholder = {"target": "target.jsonl"}
     if cfg.corpus.kind == "demo":
         placeholder.update(prompts="prompts.jsonl", heldout="heldout.txt")
