@@ -11,7 +11,8 @@ from safetensors.numpy import load_file
 from dynacure.learners.pretrain import BaseConfig, build_base, find_base, read_base
 from dynacure.learners.tiny_gpt import TinyGPT
 
-SMALL = {"preset": "nano", "max_tokens": 12_000, "eval_every": 4, "eval_words": 1000, "tokenizer_docs": 300,
+# 12 packed steps of 16 x 64 tokens; a curve point every 3 steps (the first still before most learning)
+SMALL = {"preset": "nano", "max_tokens": 12_000, "eval_every": 3, "eval_words": 1000, "tokenizer_docs": 300,
          "test_words": 1000}
 
 
