@@ -5,7 +5,13 @@ Writes ``ATTRS/<signal>/<shard>.parquet`` (``dynacure.io.attributes``), a done-m
 Every check that can fail (signal names and arguments, corpus path, trained models, a resume folder scored
 with other arguments) runs before any scoring, and fails with ``error: ...`` and exit code 2. A corpus with
 no readable document is a failure too (the top quarantine reasons, ``--text-field`` when the text is in
-another field), and like any failed run it leaves nothing behind (``dynacure.cli.failures``).
+another field), and so is one whose records are mostly (> 50%) quarantined, unless ``--allow-quarantine``;
+like any failed run it leaves nothing behind (``dynacure.cli.failures``).
+
+The text field is picked per file (``io.readers.resolve_text_field``): ``--text-field`` (default ``text``)
+where a file has it, else the common name it has (``content``, ``document``, ``body``, ...); the command
+prints the files read from another field. A resume re-scores the documents whose text changed and says
+how many and which. The wall time covers the whole call, the signals' loading or training included.
 """
 
 from __future__ import annotations
@@ -21,10 +27,50 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors, error_message
-from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, start_clean_run
+from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, quarantine_reasons, start_clean_run
 from dynacure.cli.paths import check_out_path
 
 console = make_console()
+
+MAX_QUARANTINE_SHARE = 0.5  # a run that quarantines more of its input fails unless --allow-quarantine
+ALLOW_QUARANTINE_HELP = ("accept a run that quarantines most (> 50%) of its records (by default it fails, "
+                         "naming the top reasons)")
+TEXT_FIELD_HELP = ("the record field (JSONL) or column (Parquet) holding the text; a file without it is read "
+                   "from the common text field it has (text, content, document, body, ...), said per file")
+SHOW_FILES = 10  # files listed by name when their text field was picked
+
+
+def print_text_fields(choices: Any, out: Any = None) -> None:
+    """Say which files were read from another text field than the one asked for (and why)."""
+    out = out or console
+    switched = choices.switched() if choices else []
+    if not switched:
+        return
+    for c in switched[:SHOW_FILES]:
+        out.print(f"text field of {c.file}: {c.field!r} ({c.why})")
+    if len(switched) > SHOW_FILES:
+        out.print(f"... and {len(switched) - SHOW_FILES} more files read from another field")
+    rest = len(choices) - len(switched)
+    if rest:
+        out.print(f"text field of the other {rest:,} file{'s' if rest != 1 else ''}: {choices.requested()!r}")
+
+
+def quarantine_share_error(n_quarantined: int, n_read: int, qpath: Path,
+                           counts: dict[str, int] | None = None) -> str | None:
+    """The error for a run that quarantined more than half of its records (None when it did not): the
+    share, the top reasons with their first FILE:LINE, and how to accept it."""
+    if n_read <= 0 or n_quarantined <= MAX_QUARANTINE_SHARE * n_read:
+        return None
+    from dynacure.io.quarantine import read_quarantine
+
+    _, reasons = quarantine_reasons(qpath)
+    in_file = {e["reason"] for e in read_quarantine(qpath)} if qpath.is_file() else set()
+    # reasons the quarantine file does not hold (curate's missing_attributes)
+    extra = [f"{n:,} {r}" for r, n in sorted((counts or {}).items(), key=lambda kv: -kv[1])
+             if r not in in_file]
+    reasons = ", ".join([p for p in (reasons, *extra) if p])
+    return (f"{n_quarantined:,} of {n_read:,} records ({n_quarantined / n_read:.0%}) quarantined: {reasons}; "
+            "pass --allow-quarantine to accept this (or --text-field to read the text from another field)")
 
 
 class Engine(StrEnum):
@@ -85,8 +131,21 @@ def print_summary(summary: Any, out: Path) -> list[str]:
         console.print(f"[green]every record accounted for[/]: scored + quarantined == read "
                       f"({summary.n_docs:,} + {summary.n_quarantined:,} == {summary.n_read:,}) "
                       "for each signal")
+    for name in summary.signals:
+        n_changed = summary.rescored_docs.get(name, 0)
+        if n_changed:
+            first = ", ".join(summary.changed_ids.get(name, []))
+            more = ", ..." if n_changed > len(summary.changed_ids.get(name, [])) else ""
+            console.print(f"[yellow]{name}: re-scored {n_changed:,} document{'s' if n_changed != 1 else ''} "
+                          f"whose text changed since it was scored ({summary.changed_shards.get(name, 0)} "
+                          f"shards; {first}{more})[/]")
+        if summary.undigested_shards.get(name, 0):
+            console.print(f"[yellow]{name}: re-scored {summary.undigested_shards[name]} shards scored by an "
+                          "older dynacure (no text digests to tell what changed)[/]")
     rate = summary.docs_per_second()
-    console.print(f"{summary.wall_seconds:.1f} s wall ({rate:,.0f} docs/s); attributes in {out}")
+    console.print(f"{summary.wall_seconds:.1f} s wall, of which {summary.setup_seconds:.1f} s checking and "
+                  f"building the signals (loading or training models) ({rate:,.0f} docs/s); attributes in "
+                  f"{out}")
     return errors
 
 
@@ -110,8 +169,8 @@ def register(app: typer.Typer) -> None:
                                              "parses)"),
         seed: int = typer.Option(0, help="seed (recorded; used by a model trained on the fly)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
-        text_field: str = typer.Option("text", "--text-field",
-                                       help="the record field (JSONL) or column (Parquet) holding the text"),
+        text_field: str | None = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
+        allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help=ALLOW_QUARANTINE_HELP),
     ) -> None:
         """Score every document of CORPUS with each signal into attribute tables (resumable per shard)."""
         from dynacure.io.readers import text_field_default
@@ -128,15 +187,22 @@ def register(app: typer.Typer) -> None:
             from dynacure.engines.local import score_corpus
         run = start_clean_run(out, "score")
         try:
-            with text_field_default(text_field):
+            with text_field_default(text_field, auto=True) as choices:
                 summary = score_corpus(corpus, signals, out, shard_size=shard_size, workers=workers,
                                        signal_kwargs=kwargs, progress=progress, seed=seed)
         except INPUT_ERRORS as exc:
             run.failed(error_message(exc))
             raise
+        print_text_fields(choices)
         if summary.n_docs == 0:  # scores of nothing: a rerun must not resume from these empty shards
-            msg = explain_no_documents(corpus, out / "quarantine.jsonl", text_field)
+            msg = explain_no_documents(corpus, out / "quarantine.jsonl", text_field or "text")
             run.failed(msg)
             raise ValueError(msg)
-        if print_summary(summary, out):
+        errors = print_summary(summary, out)
+        share = quarantine_share_error(summary.n_quarantined, summary.n_read, out / "quarantine.jsonl")
+        if share is not None and not allow_quarantine:
+            msg = f"{corpus}: {share}"
+            run.failed(msg)
+            raise ValueError(msg)
+        if errors:
             raise typer.Exit(1)

@@ -11,6 +11,12 @@ it (resume at shard granularity). Markers sit inside the signal's folder, not in
 because ``signals_in`` takes every top-level folder of ATTRS for a signal (``read_attributes`` only globs
 ``*.parquet`` one level down). A marker records the signal's keyword arguments; resuming into a folder
 scored with other arguments is refused before any work, since it would mix two configurations in one table.
+
+A marker also records the digest of the shard's texts (``texts_sha1``, over each row's ``text_digest``), so
+a resume notices a document whose text changed under the same id: only those rows are scored again (the
+table is patched in place, ``io.attributes.patch_attribute_shard``), and the summary names them
+(``rescored_docs``, ``changed_ids``). A shard scored before tables carried ``text_digest`` is scored whole
+again, since nothing says which of its texts it was computed from.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from dynacure.io.atomic import write_json_atomic
-from dynacure.io.attributes import write_attribute_shard
+from dynacure.io.attributes import (
+    SHOW_IDS,
+    attribute_shard_path,
+    mismatched_positions,
+    patch_attribute_shard,
+    stored_digests,
+    text_digests,
+    write_attribute_shard,
+)
 from dynacure.io.jsonfile import InvalidJSONError, read_versioned
 from dynacure.io.quarantine import Quarantine
 from dynacure.io.readers import Span, read_span_texts
@@ -57,7 +71,14 @@ class ScoreSummary:
     skipped_shards: dict[str, int] = field(default_factory=dict)  # already done (resumed), per signal
     resumed_docs: dict[str, int] = field(default_factory=dict)  # documents in those shards, per signal
     seconds: dict[str, float] = field(default_factory=dict)  # time inside each signal's score()
-    wall_seconds: float = 0.0
+    # Documents of resumed shards whose text changed since they were scored: re-scored this run (they are
+    # counted in ``scored_docs``, not ``resumed_docs``), the shards they sit in, and their first ids.
+    rescored_docs: dict[str, int] = field(default_factory=dict)
+    changed_shards: dict[str, int] = field(default_factory=dict)
+    changed_ids: dict[str, list[str]] = field(default_factory=dict)
+    undigested_shards: dict[str, int] = field(default_factory=dict)  # old tables without text digests
+    wall_seconds: float = 0.0  # the whole call: checks, building (loading, training) signals, scoring
+    setup_seconds: float = 0.0  # of which: checks and building the signals before any shard is scored
     signal_params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,7 +105,9 @@ class ScoreSummary:
 def new_summary(engine: str, attrs_dir: str | Path, names: list[str]) -> ScoreSummary:
     return ScoreSummary(engine=engine, attrs_dir=str(attrs_dir), signals=names,
                         scored_docs=dict.fromkeys(names, 0), skipped_shards=dict.fromkeys(names, 0),
-                        resumed_docs=dict.fromkeys(names, 0), seconds=dict.fromkeys(names, 0.0))
+                        resumed_docs=dict.fromkeys(names, 0), seconds=dict.fromkeys(names, 0.0),
+                        rescored_docs=dict.fromkeys(names, 0), changed_shards=dict.fromkeys(names, 0),
+                        changed_ids={n: [] for n in names}, undigested_shards=dict.fromkeys(names, 0))
 
 
 def parse_signal_names(signals: str | Sequence[str]) -> list[str]:
@@ -169,15 +192,45 @@ def check_resume_compatible(attrs_dir: str | Path, names: Sequence[str],
                              f"remove {Path(attrs_dir) / name}")
 
 
-def shard_is_done(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[str]) -> bool:
+def shard_is_done(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[str],
+                  digests: Sequence[str] | None = None) -> bool:
+    """Whether the shard is scored for these ids (and, with ``digests``, for exactly these texts)."""
+    plan = plan_shard(attrs_dir, signal, shard, ids, digests)
+    return plan.mode == "done"
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """What a shard needs for one signal: ``done``; ``patch`` (re-score ``positions``, whose text changed);
+    ``full`` (score every document: new, its ids changed, or stored without text digests)."""
+
+    mode: str
+    positions: tuple[int, ...] = ()
+    why: str = ""
+
+
+def plan_shard(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[str],
+               digests: Sequence[str] | None) -> ShardPlan:
     marker = read_marker(attrs_dir, signal, shard)
     if marker is None:
-        return False
+        return ShardPlan("full", why="new")
     if marker.get("n_docs") != len(ids) or marker.get("ids_sha1") != ids_digest(ids):
         log.warning("%s/%s: the corpus shard changed since it was scored; scoring it again", signal, shard)
-        return False
-    table = Path(attrs_dir) / signal / f"{shard}.parquet"
-    return table.exists() or len(ids) == 0
+        return ShardPlan("full", why="ids changed")
+    table = attribute_shard_path(attrs_dir, signal, shard)
+    if not ids:
+        return ShardPlan("done")
+    if not table.exists():
+        return ShardPlan("full", why="table missing")
+    if digests is None or marker.get("texts_sha1") == ids_digest(digests):
+        return ShardPlan("done")
+    stored_ids, stored = stored_digests(table)
+    if stored is None or stored_ids != list(ids):
+        log.warning("%s: scored without text digests (an older dynacure); scoring the shard again so its "
+                    "scores are known to match its texts", table)
+        return ShardPlan("full", why="no text digests")
+    changed = mismatched_positions(stored, digests)
+    return ShardPlan("patch", tuple(changed)) if changed else ShardPlan("done")
 
 
 def score_texts(signal: Signal, texts: list[str]) -> dict[str, np.ndarray]:
@@ -201,25 +254,42 @@ def score_texts(signal: Signal, texts: list[str]) -> dict[str, np.ndarray]:
 
 def write_shard_outputs(attrs_dir: str | Path, signal_name: str, shard: str, ids: list[str],
                         columns: Mapping[str, np.ndarray] | None, seconds: float,
-                        kwargs: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    """The attribute table (unless the shard has no documents), then its done-marker: in that order."""
+                        kwargs: Mapping[str, Any], params: Mapping[str, Any],
+                        digests: Sequence[str] | None = None,
+                        positions: Sequence[int] | None = None) -> None:
+    """The attribute table (unless the shard has no documents), then its done-marker: in that order.
+
+    ``positions``: ``columns`` hold the scores of those rows only, patched into the stored table."""
+    digests = list(digests) if digests is not None else None
     if ids:
         assert columns is not None
-        write_attribute_shard(attrs_dir, signal_name, shard, ids, columns)
-    write_json_atomic(marker_path(attrs_dir, signal_name, shard), {
+        if positions is not None:
+            assert digests is not None
+            patch_attribute_shard(attrs_dir, signal_name, shard, positions, columns,
+                                  [digests[p] for p in positions])
+        else:
+            write_attribute_shard(attrs_dir, signal_name, shard, ids, columns, digests)
+    marker = {
         "format_version": MARKER_FORMAT_VERSION, "signal": signal_name, "shard": shard, "n_docs": len(ids),
         "ids_sha1": ids_digest(ids), "kwargs": dict(kwargs), "params": json_safe(dict(params)),
         "seconds": round(seconds, 4),
-    })
+    }
+    if digests is not None:
+        marker["texts_sha1"] = ids_digest(digests)
+    write_json_atomic(marker_path(attrs_dir, signal_name, shard), marker)
 
 
 def score_shard(signal: Signal, signal_name: str, attrs_dir: str | Path, shard: str, ids: list[str],
-                texts: list[str], kwargs: Mapping[str, Any], params: Mapping[str, Any]) -> float:
-    """Score one shard with one signal and write its outputs; returns the seconds spent in ``score``."""
+                texts: list[str], kwargs: Mapping[str, Any], params: Mapping[str, Any],
+                digests: Sequence[str] | None = None, positions: Sequence[int] | None = None) -> float:
+    """Score one shard with one signal (only the rows at ``positions`` when given) and write its outputs;
+    returns the seconds spent in ``score``."""
+    chosen = [texts[p] for p in positions] if positions is not None else texts
     t0 = time.perf_counter()
-    columns = score_texts(signal, texts) if texts else None
+    columns = score_texts(signal, chosen) if chosen else None
     seconds = time.perf_counter() - t0
-    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, params)
+    write_shard_outputs(attrs_dir, signal_name, shard, ids, columns, seconds, kwargs, params,
+                        digests if digests is not None else text_digests(texts), positions)
     return seconds
 
 
@@ -237,6 +307,7 @@ class ScoreTask:
     signals: tuple[str, ...]
     kwargs: Mapping[str, Mapping[str, Any]]
     text_field: str
+    text_field_auto: bool = False  # pick the text field per file when ``text_field`` is absent there
 
 
 # One cache per worker process: each signal (per keyword arguments) is built once and kept for every shard
@@ -274,8 +345,9 @@ def score_task(task: ScoreTask) -> dict[str, Any]:
     """Read one shard, score the signals whose done-marker is missing or stale, write tables then markers.
 
     Runs in a worker. Returns the counts the driver adds up: documents and records read, the seconds in
-    each signal's ``score``, the signals resumed, their params, and the records quarantined while reading
-    (``read_span_texts`` quarantines only what the planning read did not already).
+    each signal's ``score``, the signals resumed, their params, the records quarantined while reading
+    (``read_span_texts`` quarantines only what the planning read did not already), and per signal the
+    documents of a resumed shard re-scored because their text changed (``changed``: count, first ids).
     """
     quar = Quarantine()
     seen: set[str] = set()  # one shard's ids: a plain set is cheaper than an IdSet at this size
@@ -283,23 +355,34 @@ def score_task(task: ScoreTask) -> dict[str, Any]:
     texts: list[str] = []
     n_read = 0
     for span in task.spans:
-        got_ids, got_texts, n = read_span_texts(span, quar, seen, text_field=task.text_field)
+        got_ids, got_texts, n = read_span_texts(span, quar, seen, text_field=task.text_field,
+                                                auto_text_field=task.text_field_auto)
         ids.extend(got_ids)
         texts.extend(got_texts)
         n_read += n
+    digests = text_digests(texts)
     seconds: dict[str, float] = {}
     params: dict[str, Any] = {}
     resumed: list[str] = []
+    changed: dict[str, tuple[int, list[str]]] = {}
+    undigested: list[str] = []
     for name in task.signals:
-        if shard_is_done(task.attrs_dir, name, task.shard, ids):
+        plan = plan_shard(task.attrs_dir, name, task.shard, ids, digests)
+        if plan.mode == "done":
             resumed.append(name)
             continue
+        positions = plan.positions if plan.mode == "patch" else None
+        if positions is not None:
+            changed[name] = (len(positions), [ids[p] for p in positions[:SHOW_IDS]])
+        elif plan.why == "no text digests":
+            undigested.append(name)
         sig, params[name] = _signal_for(name, task.kwargs[name])
         try:
             seconds[name] = score_shard(sig, name, task.attrs_dir, task.shard, ids, texts, task.kwargs[name],
-                                        params[name])
+                                        params[name], digests, positions)
         except Exception as exc:
             exc.add_note(f"while scoring {task.shard} with signal {name!r}")
             raise
     return {"shard": task.shard, "n_docs": len(ids), "n_read": n_read, "seconds": seconds,
-            "resumed": resumed, "params": params, "quarantine": quar.entries}
+            "resumed": resumed, "params": params, "quarantine": quar.entries, "changed": changed,
+            "undigested": undigested}

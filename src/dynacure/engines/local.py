@@ -8,6 +8,8 @@ shards, and the workers read their spans again. A worker (``engines.common.score
 skips signals whose done-marker matches, scores the rest and writes tables and markers itself; the driver
 adds up counts, writes the quarantine and ``run.json``. At most ``2 * workers`` shards are in flight.
 ``workers <= 1`` runs the same code in this process (no pool), reusing the signals the pre-flight built.
+The summary's ``wall_seconds`` runs from the call's start (``started``), so building the signals (loading
+or training a model on the fly) counts; ``setup_seconds`` says how much of it that was.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rich.progress import Progress
 from dynacure.engines.common import (
     DONE_DIR,
     QUARANTINE_FILE,
+    SHOW_IDS,
     ScoreSummary,
     ScoreTask,
     build_signals,
@@ -45,6 +48,7 @@ from dynacure.io.readers import (
     CORPUS_MANIFEST,
     ReadStats,
     current_text_field,
+    current_text_field_auto,
     iter_shards,
     list_data_files,
     manifest_spans,
@@ -160,10 +164,10 @@ def plan_tasks(corpus_path: str | Path, shard_size: int, attrs: Path, names: Seq
     Without a usable ``corpus.json`` the records are read here (``iter_shards``, filling ``quar`` and
     ``stats``) and each shard's spans are handed on, its documents dropped.
     """
-    text_field = current_text_field()
+    text_field, auto = current_text_field(), current_text_field_auto()
 
     def task(name: str, spans: Sequence[Any]) -> ScoreTask:
-        return ScoreTask(str(attrs), name, tuple(spans), tuple(names), kwargs, text_field)
+        return ScoreTask(str(attrs), name, tuple(spans), tuple(names), kwargs, text_field, auto)
 
     planned = manifest_spans(corpus_path, shard_size)
     if planned is not None:
@@ -174,14 +178,40 @@ def plan_tasks(corpus_path: str | Path, shard_size: int, attrs: Path, names: Seq
     return (task(shard.name, shard.spans) for shard in shards), None
 
 
+def add_result(summary: ScoreSummary, res: Mapping[str, Any]) -> None:
+    """Add one shard's counts (``score_task``'s result) to the summary."""
+    for name, sec in res["seconds"].items():
+        summary.seconds[name] += sec
+        n_changed = res.get("changed", {}).get(name, (None, []))[0]
+        # A shard re-scored in part: its other documents were resumed.
+        summary.scored_docs[name] += res["n_docs"] if n_changed is None else n_changed
+        summary.resumed_docs[name] += 0 if n_changed is None else res["n_docs"] - n_changed
+    for name, (n_changed, first) in res.get("changed", {}).items():
+        summary.rescored_docs[name] += n_changed
+        summary.changed_shards[name] += 1
+        room = SHOW_IDS - len(summary.changed_ids[name])
+        summary.changed_ids[name].extend(first[:max(0, room)])
+    for name in res.get("undigested", []):
+        summary.undigested_shards[name] += 1
+    for name in res["resumed"]:
+        summary.skipped_shards[name] += 1
+        summary.resumed_docs[name] += res["n_docs"]
+    summary.signal_params.update(res["params"])
+
+
 def run_scoring(executor: Executor, engine: str, corpus_path: str | Path, names: list[str],
                 kwargs: dict[str, dict[str, Any]], attrs: Path, shard_size: int, workers: int,
-                progress: bool, seed: int) -> ScoreSummary:
-    """Score every shard on ``executor``; add up what the workers report; write quarantine and run.json."""
+                progress: bool, seed: int, started: float | None = None) -> ScoreSummary:
+    """Score every shard on ``executor``; add up what the workers report; write quarantine and run.json.
+
+    ``started``: when the caller's work began (``time.perf_counter()``, before ``prepare``), so the wall
+    time covers the signals' loading or training; None: now."""
     summary = new_summary(engine, attrs, names)
     planner = ReadStats()  # what a planning read found (nothing for a corpus.json plan)
     totals = ReadStats()
-    started = time.perf_counter()
+    now = time.perf_counter()
+    started = now if started is None else started
+    summary.setup_seconds = now - started
     with Quarantine(attrs / QUARANTINE_FILE) as quar, \
             shard_progress(progress, corpus_doc_count(corpus_path), f"scoring ({engine})") as advance:
         tasks, promised = plan_tasks(corpus_path, shard_size, attrs, names, kwargs, quar, planner)
@@ -191,13 +221,7 @@ def run_scoring(executor: Executor, engine: str, corpus_path: str | Path, names:
             totals.n_shards += 1
             totals.n_kept += res["n_docs"]
             totals.n_read += res["n_read"]
-            for name, sec in res["seconds"].items():
-                summary.seconds[name] += sec
-                summary.scored_docs[name] += res["n_docs"]
-            for name in res["resumed"]:
-                summary.skipped_shards[name] += 1
-                summary.resumed_docs[name] += res["n_docs"]
-            summary.signal_params.update(res["params"])
+            add_result(summary, res)
             advance(res["shard"], res["n_docs"])
     totals.n_read += planner.n_quarantined  # the workers skipped what the planning read quarantined
     if promised is not None and (totals.n_kept != promised or quar.total):
@@ -216,6 +240,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
     Writes ``ATTRS/<signal>/<shard>.parquet``, ``ATTRS/<signal>/_done/<shard>.json``,
     ``ATTRS/quarantine.jsonl`` (records the reader could not use) and ``ATTRS/run.json``.
     """
+    started = time.perf_counter()
     seed_scoring(seed)
     names, kwargs, attrs, built = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs,
                                           on_checked=lambda: start_pool_server(workers))
@@ -224,7 +249,7 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
     del built
     with LocalExecutor(workers) as executor, cached_signals(inline, kwargs):
         return run_scoring(executor, "local", corpus_path, names, kwargs, attrs, shard_size, workers,
-                           progress, seed)
+                           progress, seed, started)
 
 
 __all__ = ["score_corpus", "run_scoring", "plan_tasks", "ScoreSummary", "prepare", "shard_progress",

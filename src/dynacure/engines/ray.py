@@ -15,6 +15,7 @@ be on storage every node sees, and the nodes must import the same dynacure. Othe
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,13 @@ def score_corpus(corpus_path: str | Path, signal_names: str | Sequence[str], att
     ``workers`` sizes a locally started Ray (``num_cpus=max(2, workers)``); on a running cluster every CPU
     it has takes tasks.
     """
+    started = time.perf_counter()  # the wall time covers building (loading, training) the signals
     seed_scoring(seed)
     names, kwargs, attrs, built = prepare(corpus_path, signal_names, attrs_dir, shard_size, signal_kwargs)
     del built  # the Ray workers build their own copies
     executor = RayExecutor(address=address, num_cpus=max(2, workers), max_retries=max_retries)
     return run_scoring(executor, "ray", corpus_path, names, kwargs, attrs, shard_size, workers, progress,
-                       seed)
+                       seed, started)
 
 
 __all__ = ["score_corpus", "ensure_ray"]

@@ -16,6 +16,11 @@ is read in the shard order its ``corpus.json`` lists.
 The text of a record is its ``text`` field unless told otherwise: ``text_field=`` per call, or
 ``with text_field_default("content"):`` for every reader called inside the block without one (how the
 commands' ``--text-field`` reaches the readers inside ``curate`` and the scoring engines).
+``text_field_default(name, auto=True)`` (what ``score`` and ``curate`` use) also picks the field per file
+when a file lacks ``name``: the first of ``TEXT_FIELD_CANDIDATES`` its Parquet/Arrow schema has, or the one
+most of its first JSONL records hold as a string (``resolve_text_field``); a file that holds ``name`` keeps
+it, so a folder mixing ``text`` JSONL and ``content`` Parquet reads both. The choices are collected in the
+``TextFieldChoices`` the block yields, for the command to print.
 """
 
 from __future__ import annotations
@@ -61,26 +66,152 @@ DATA_SUFFIXES = _JSONL_SUFFIXES + _TEXT_SUFFIXES + _PARQUET_SUFFIXES + _ARROW_SU
 _HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
 
 DEFAULT_TEXT_FIELD = "text"
-# A context variable, not a module global: a default set for one command never leaks into another
+# Where corpora commonly keep their text, in order of preference (auto-detection per file).
+TEXT_FIELD_CANDIDATES = ("text", "content", "document", "body", "contents", "raw_content", "article",
+                         "passage", "paragraph", "story", "abstract", "review", "sentence", "doc")
+_SNIFF_RECORDS = 100  # JSONL records looked at to pick a file's text field
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    """The text field read from one file, and why when it is not the one asked for."""
+
+    file: str
+    field: str
+    requested: str
+    why: str = ""
+
+
+class TextFieldChoices(dict[str, FieldChoice]):
+    """file -> ``FieldChoice`` for every file read inside a ``text_field_default`` block."""
+
+    def requested(self) -> str:
+        return next(iter(self.values())).requested if self else DEFAULT_TEXT_FIELD
+
+    def switched(self) -> list[FieldChoice]:
+        """The files read with another field than the one asked for."""
+        return [c for c in self.values() if c.field != c.requested]
+
+
+# Context variables, not module globals: a default set for one command never leaks into another
 # thread's (or a test's) readers, and it ends with the ``with`` block.
 _TEXT_FIELD: ContextVar[str] = ContextVar("dynacure_text_field", default=DEFAULT_TEXT_FIELD)
+_TEXT_FIELD_AUTO: ContextVar[bool] = ContextVar("dynacure_text_field_auto", default=False)
+_CHOICES: ContextVar[TextFieldChoices | None] = ContextVar("dynacure_text_field_choices", default=None)
 
 
 @contextlib.contextmanager
-def text_field_default(name: str) -> Iterator[str]:
-    """Readers called inside the block without ``text_field`` take the text from field ``name``."""
+def text_field_default(name: str | None = None, *, auto: bool = False) -> Iterator[TextFieldChoices]:
+    """Readers called inside the block without ``text_field`` take the text from field ``name``
+    (``text`` when None); with ``auto``, a file without that field is read from the field it has
+    (``resolve_text_field``). Yields the choices made per file (filled as files are read)."""
+    name = DEFAULT_TEXT_FIELD if name is None else name
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"--text-field must name a field, got {name!r}")
-    token = _TEXT_FIELD.set(name)
+    choices = TextFieldChoices()
+    tokens = (_TEXT_FIELD.set(name), _TEXT_FIELD_AUTO.set(auto), _CHOICES.set(choices))
     try:
-        yield name
+        yield choices
     finally:
-        _TEXT_FIELD.reset(token)
+        _CHOICES.reset(tokens[2])
+        _TEXT_FIELD_AUTO.reset(tokens[1])
+        _TEXT_FIELD.reset(tokens[0])
 
 
 def current_text_field() -> str:
     """The text field readers use when none is passed (``text`` outside ``text_field_default``)."""
     return _TEXT_FIELD.get()
+
+
+def current_text_field_auto() -> bool:
+    """Whether readers called without ``text_field`` pick the field per file."""
+    return _TEXT_FIELD_AUTO.get()
+
+
+def _column_names(path: Path, suf: str | None) -> list[str] | None:
+    """The columns of a Parquet/Arrow file (None when its schema cannot be read)."""
+    try:
+        if suf in _PARQUET_SUFFIXES:
+            schema = pq.read_schema(path)
+        else:
+            source = pa.memory_map(str(path), "r")
+            try:
+                schema = pa.ipc.open_stream(source).schema
+            except pa.ArrowInvalid:
+                source.seek(0)
+                schema = pa.ipc.open_file(source).schema
+    except (pa.ArrowException, OSError):
+        return None
+    return list(schema.names)
+
+
+def _jsonl_string_counts(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    seen = 0
+    try:
+        for _, rec, _raw in _iter_jsonl(path, 8 * DEFAULT_MAX_CHARS):
+            if isinstance(rec, dict):
+                for key, value in rec.items():
+                    if isinstance(value, str) and value.strip():
+                        counts[key] = counts.get(key, 0) + 1
+                seen += 1
+            if seen >= _SNIFF_RECORDS:
+                break
+    except _FileBroken:
+        pass
+    return counts
+
+
+_RESOLVED: dict[tuple[str, int, int, str], tuple[str, str]] = {}
+
+
+def resolve_text_field(path: str | os.PathLike[str], requested: str) -> tuple[str, str]:
+    """(field, why) to read ``path``'s text from: ``requested`` when the file has it (a JSONL record of
+    its first ``_SNIFF_RECORDS`` holding it as a string, a Parquet/Arrow column of that name), else the
+    first of ``TEXT_FIELD_CANDIDATES`` it has (JSONL: the one most records hold); ``requested`` when none.
+    The same file (path, size, mtime) always gets the same answer, so a worker re-reading a span agrees
+    with the planning read."""
+    f = Path(path)
+    suf = data_suffix(f)
+    if suf in _TEXT_SUFFIXES or suf is None:
+        return requested, ""
+    try:
+        st = f.stat()
+    except OSError:
+        return requested, ""
+    key = (str(f), st.st_size, st.st_mtime_ns, requested)
+    if key in _RESOLVED:
+        return _RESOLVED[key]
+    if suf in _JSONL_SUFFIXES:
+        counts = _jsonl_string_counts(f)
+        found = [c for c in TEXT_FIELD_CANDIDATES if counts.get(c)]
+        if requested in counts or not found:
+            out = (requested, "")
+        else:
+            best = max(found, key=lambda c: counts[c])  # max keeps the first (preferred) of equal counts
+            out = (best, f"no record of the first {_SNIFF_RECORDS} has {requested!r}; "
+                         f"{counts[best]} have {best!r}")
+    else:
+        names = _column_names(f, suf)
+        found = [c for c in TEXT_FIELD_CANDIDATES if names is not None and c in names]
+        if names is None or requested in names or not found:
+            out = (requested, "")
+        else:
+            out = (found[0], f"no column {requested!r}; columns: {', '.join(names)}")
+    _RESOLVED[key] = out
+    return out
+
+
+def _field_for(f: Path, text_field: str, auto: bool) -> str:
+    """The field to read ``f`` with (``text_field`` unless ``auto`` picks another); noted in the block's
+    ``TextFieldChoices`` when there is one."""
+    chosen, why = resolve_text_field(f, text_field) if auto else (text_field, "")
+    choices = _CHOICES.get()
+    if choices is not None and str(f) not in choices:
+        choices[str(f)] = FieldChoice(str(f), chosen, text_field, why)
+        if chosen != text_field:
+            log.info("%s: reading the text from %r (%s)", f, chosen, why)
+    return chosen
 
 
 def string_fields(path: str | os.PathLike[str], max_records: int = 200,
@@ -143,6 +274,7 @@ class Span:
     start: int
     stop: int | None
     skip: list[int] = field(default_factory=list)
+    text_field: str | None = None  # the field the planning read took the file's text from
 
 
 @dataclass
@@ -474,8 +606,10 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
                id_field: str, source: str | None, text_mode: TextMode, max_chars: int,
                on_file_error: OnFileError, batch_size: int,
                max_line_bytes: int | None,
-               check_ids: bool = True) -> Iterator[tuple[Document | None, str, int, str, str]]:
-    """(document, file, ordinal, rel, source) for each kept record, (None, ...) for each quarantined one.
+               check_ids: bool = True, auto_text_field: bool = False,
+               ) -> Iterator[tuple[Document | None, str, int, str, str, str]]:
+    """(document, file, ordinal, rel, source, text field) for each kept record, (None, ...) for each
+    quarantined one.
 
     ``ordinal`` counts the records the file yielded so far (1-based), which ``read_span_texts`` counts alike.
     """
@@ -489,26 +623,27 @@ def _iter_docs(path: str | os.PathLike[str], quarantine: Quarantine, stats: Read
         rel = f.relative_to(root).as_posix()
         stats.files.append(str(f))
         default_source = source or _hf_dataset_name(f, root) or _stem(f)
-        records = _iter_records(f, text_field, text_mode, max_line_bytes, batch_size)
+        field_name = _field_for(f, text_field, auto_text_field)
+        records = _iter_records(f, field_name, text_mode, max_line_bytes, batch_size)
         ordinal = 0
         try:
             for ordinal, (position, rec, raw) in enumerate(records, start=1):
                 item = rec if isinstance(rec, _Bad) else _record_to_doc(
-                    rec, rel=rel, position=position, text_field=text_field, id_field=id_field,
+                    rec, rel=rel, position=position, text_field=field_name, id_field=id_field,
                     default_source=default_source, max_chars=max_chars)
                 if isinstance(item, Document):
                     if not check_ids or seen.add(item.id):
-                        yield item, str(f), ordinal, rel, default_source
+                        yield item, str(f), ordinal, rel, default_source, field_name
                         continue
                     item = _Bad(q.DUPLICATE_ID, rec, f"id {item.id!r} already read in this run")
                 _quarantine_bad(quarantine, f, position, item, raw)
-                yield None, str(f), ordinal, rel, default_source
+                yield None, str(f), ordinal, rel, default_source, field_name
         except _FileBroken as exc:
             if on_file_error == "raise":
                 raise ValueError(f"{f}: {exc.detail} (at line/row {exc.position})") from None
             log.error("%s: %s (at line/row %d); rest of file quarantined", f, exc.detail, exc.position)
             quarantine.add(f, exc.position, q.UNREADABLE_FILE, "", exc.detail)
-            yield None, str(f), ordinal + 1, rel, default_source
+            yield None, str(f), ordinal + 1, rel, default_source, field_name
 
 
 def _quarantine_bad(quarantine: Quarantine, f: Path, position: int, item: _Bad, raw: Any) -> None:
@@ -522,7 +657,7 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
                 text_mode: TextMode = "line", *, max_chars: int = DEFAULT_MAX_CHARS,
                 on_file_error: OnFileError = "quarantine", batch_size: int = 1024,
                 max_line_bytes: int | None = None, stats: ReadStats | None = None,
-                check_ids: bool = True) -> Iterator[Shard]:
+                check_ids: bool = True, auto_text_field: bool | None = None) -> Iterator[Shard]:
     """Stream ``path`` (a file or a folder) as shards of at most ``shard_size`` documents.
 
     Shards are named ``shard-00000``, ``shard-00001``, ... in reading order; only the last may be smaller.
@@ -532,8 +667,11 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     Lines longer than ``max_line_bytes`` (default ``8 * max_chars + 1 MiB``) are quarantined as
     ``too_long`` without being held in memory. ``text_field`` defaults to ``current_text_field()``.
     ``check_ids=False`` skips the run-wide duplicate-id check (8 bytes per id held) for a caller that checks
-    the ids itself in bounded memory (``pipeline.streaming``).
+    the ids itself in bounded memory (``pipeline.streaming``). ``auto_text_field`` (default: the block's
+    setting when ``text_field`` is not given, else False) picks the field per file (``resolve_text_field``).
     """
+    if auto_text_field is None:
+        auto_text_field = current_text_field_auto() if text_field is None else False
     text_field = text_field if text_field is not None else current_text_field()
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, not {shard_size}")
@@ -554,8 +692,9 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
     cur = new(index)
     events = _iter_docs(path, quar, stats, text_field=text_field, id_field=id_field, source=source,
                         text_mode=text_mode, max_chars=max_chars, on_file_error=on_file_error,
-                        batch_size=batch_size, max_line_bytes=max_line_bytes, check_ids=check_ids)
-    for doc, file, ordinal, rel, src in events:
+                        batch_size=batch_size, max_line_bytes=max_line_bytes, check_ids=check_ids,
+                        auto_text_field=auto_text_field)
+    for doc, file, ordinal, rel, src, field_name in events:
         # A full shard is handed out only when the next document arrives, so quarantined records
         # that follow it are still counted in it (and the last shard is never empty).
         if doc is not None and len(cur.docs) >= shard_size:
@@ -566,7 +705,7 @@ def iter_shards(path: str | os.PathLike[str], shard_size: int = 10000, quarantin
         stats.n_read += 1
         if not cur.files or cur.files[-1] != file:
             cur.files.append(file)
-            cur.spans.append(Span(file, rel, src, ordinal, ordinal))
+            cur.spans.append(Span(file, rel, src, ordinal, ordinal, text_field=field_name))
         cur.spans[-1].stop = ordinal
         if doc is None:
             cur.n_quarantined += 1
@@ -618,8 +757,8 @@ def manifest_spans(path: str | os.PathLike[str], shard_size: int) -> list[list[S
 
 def read_span_texts(span: Span, quarantine: Quarantine, seen: set[str], *, text_field: str | None = None,
                     id_field: str = "id", text_mode: TextMode = "line", max_chars: int = DEFAULT_MAX_CHARS,
-                    batch_size: int = 1024, max_line_bytes: int | None = None
-                    ) -> tuple[list[str], list[str], int]:
+                    batch_size: int = 1024, max_line_bytes: int | None = None,
+                    auto_text_field: bool | None = None) -> tuple[list[str], list[str], int]:
     """(ids, texts, records read) of one ``Span``; skipped ordinals are neither read nor counted.
 
     How a worker reads its own shard: the same parsing and checks as ``iter_shards`` over the span's
@@ -628,10 +767,17 @@ def read_span_texts(span: Span, quarantine: Quarantine, seen: set[str], *, text_
     since it was planned) goes to ``quarantine``; the duplicate-id check covers the ids in ``seen`` (the
     worker's shard), the run-wide check is the planner's. Records before ``span.start`` are parsed and passed
     over: a shard in the middle of a long file costs reading the file up to it (a ``write_corpus`` folder has
-    one file per shard).
+    one file per shard). The text field is the one the planning read chose (``span.text_field``), else as
+    ``iter_shards`` picks it.
     """
+    if auto_text_field is None:
+        auto_text_field = current_text_field_auto() if text_field is None else False
     text_field = text_field if text_field is not None else current_text_field()
     f = Path(span.file)
+    if span.text_field is not None:
+        text_field = span.text_field
+    elif auto_text_field:
+        text_field = resolve_text_field(f, text_field)[0]
     max_line_bytes = max_line_bytes or 8 * max_chars + (1 << 20)
     skip = set(span.skip)
     ids: list[str] = []

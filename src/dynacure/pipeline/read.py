@@ -7,6 +7,10 @@ corpus's, else one join on id, for which the ids are read again), a strategy's p
 (``Selector.text_features``, computed per shard) and text only for strategies with ``needs_text``.
 Unreadable records go to ``quarantine.jsonl``; documents without the stored attributes become manifest rows
 ``missing_attributes``. ``stats``: ``documents``, ``quarantined:<reason>``.
+Stored attributes must have been computed from the texts read now: each table's ``text_digest`` is checked
+(per shard when the shards line up, else after the join on id) and attributes of other text are refused
+(``StaleAttributesError``, naming the table or folder and the first ids); tables without digests (an older
+dynacure) are accepted with a warning.
 """
 
 from __future__ import annotations
@@ -20,10 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dynacure.io.attributes import read_attributes
+from dynacure.io.attributes import (
+    StaleAttributesError,
+    describe_ids,
+    read_attributes,
+    read_text_digests,
+    text_digest,
+)
 from dynacure.io.document import count_tokens, derive_id
 from dynacure.io.idset import chunk_digests, id_digests, string_chunks
-from dynacure.pipeline.score import ScoreStep, shard_attributes
+from dynacure.pipeline.score import ScoreStep, shard_attributes, warn_undigested
 from dynacure.selectors.base import Selector
 from dynacure.selectors.common import UNIQUE_IDS
 
@@ -101,6 +111,8 @@ class ReadStep:
         # corpus's (same ids, same order): then no table of every id and score is ever loaded.
         attr_parts: dict[str, list[np.ndarray]] | None = {} if use_signals else None
         digests: list[np.ndarray] = []
+        # The text digest of every document (8 bytes each) for the join path's check of stored attributes.
+        text_digs: list[np.ndarray] = []
         source_code: dict[str, int] = {}  # sources as category codes: 4 bytes per document, not a string
         sources: list[np.ndarray] = []
         ntoks: list[np.ndarray] = []
@@ -113,8 +125,12 @@ class ReadStep:
                 if self.score is not None:
                     self.score.run(shard.name, shard.docs)
                 shard_ids = [d.id for d in shard.docs]
+                if use_signals:
+                    text_digs.append(np.array([int(text_digest(d.text), 16) for d in shard.docs],
+                                              dtype=np.uint64))
                 if attr_parts is not None and shard.docs:
-                    cols = shard_attributes(self.attrs_dir, use_signals, shard.name, shard_ids)
+                    cols = shard_attributes(self.attrs_dir, use_signals, shard.name, shard_ids,
+                                            [d.text for d in shard.docs])
                     if cols is None:  # shards do not line up: join on id after reading
                         attr_parts = None
                     else:
@@ -164,7 +180,8 @@ class ReadStep:
         read_pos = np.arange(n_docs_read, dtype=np.int64)
         missing: list[pd.DataFrame] = []
         if use_signals:
-            table, read_pos, doc_digests, missing = self._join(table, read_pos, doc_digests, use_signals)
+            table, read_pos, doc_digests, missing = self._join(table, read_pos, doc_digests, use_signals,
+                                                               np.concatenate(text_digs))
         parts = [*missing, qrows] if len(qrows) else missing
         quarantined = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {c: [] for c in QUARANTINE_COLUMNS})
@@ -178,12 +195,31 @@ class ReadStep:
         return Candidates(table, doc_digests, read_pos, n_docs_read, int(stats.n_read), quarantined,
                           membership)
 
+    def _check_digests(self, ids: pd.Series, text_digs: np.ndarray, use_signals: list[str]) -> None:
+        """Refuse stored attributes whose ``text_digest`` differs from the text of the same id now."""
+        for sig in use_signals:
+            stored = read_text_digests(self.attrs_dir, sig)
+            if stored is None:
+                warn_undigested(self.attrs_dir, sig)
+                continue
+            found = ids.map(stored)
+            known = found.notna().to_numpy()
+            stored_u = np.array([int(h, 16) for h in found[known]], dtype=np.uint64)
+            bad = np.flatnonzero(known)[stored_u != text_digs[known]]
+            if len(bad):
+                raise StaleAttributesError(
+                    f"{self.attrs_dir / sig}: attributes of other text: "
+                    f"{describe_ids(ids.iloc[bad].tolist())} changed since they were scored; re-score the "
+                    "corpus (dynacure score CORPUS --out SAME_FOLDER re-scores what changed)")
+
     def _join(self, table: pd.DataFrame, read_pos: np.ndarray, doc_digests: np.ndarray,
-              use_signals: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[pd.DataFrame]]:
+              use_signals: list[str], text_digs: np.ndarray
+              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[pd.DataFrame]]:
         """Attach the attributes whose shards did not line up with the corpus's: the rare case, a join on
-        id, for which the ids are read again."""
+        id, for which the ids are read again (and each document's stored text digest is checked)."""
         missing: list[pd.DataFrame] = []
         table["id"] = _read_ids(self.corpus, self.shard_size)
+        self._check_digests(table["id"], text_digs, use_signals)
         attrs = read_attributes(self.attrs_dir, use_signals)
         if len(attrs) == len(table) and bool(attrs["id"].astype("str").reset_index(drop=True)
                                              .eq(table["id"]).all()):
