@@ -131,10 +131,11 @@ class _Scored:
     records_read: int = 0
 
 
-def _attributes(attrs_dir: Path, signals: list[str], name: str, ids: list[str]) -> dict[str, np.ndarray]:
+def _attributes(attrs_dir: Path, signals: list[str], name: str, ids: list[str],
+                texts: list[str]) -> dict[str, np.ndarray]:
     from dynacure.pipeline.score import shard_attributes as _shard_attributes
 
-    cols = _shard_attributes(attrs_dir, signals, name, ids)
+    cols = _shard_attributes(attrs_dir, signals, name, ids, texts)  # refuses scores of other text
     if cols is None:
         raise NotStreamable(f"the attribute shards of {name} do not line up with the corpus's")
     return cols
@@ -247,7 +248,8 @@ def _score_pass(corpus: Path, attrs_dir: Path, work: Path, selector: Selector, c
             if has_features:
                 for fname, col in selector.text_features([d.text for d in shard.docs]).items():
                     cols[selector.feature_column(fname)] = np.asarray(col)
-            cols.update(_attributes(attrs_dir, signals, shard.name, ids) if signals else {})
+            cols.update(_attributes(attrs_dir, signals, shard.name, ids, [d.text for d in shard.docs])
+                        if signals else {})
             table = pd.DataFrame(cols)
             table.attrs[UNIQUE_IDS] = True  # positions; the ids are checked after this pass
             digests[shard.name] = id_digests(ids, len(ids))
