@@ -162,6 +162,10 @@ def collect_results(runs: str | Path) -> pd.DataFrame:
 
     if has_feedback_roles({u.strategy for u in units}):
         write_feedback_summary(root)  # the feedback preset's gap closed and expensive-call share
+    from dynacure.experiments.labels import has_labels_roles, write_labels_summary
+
+    if has_labels_roles({u.strategy for u in units}):
+        write_labels_summary(root)  # the labels preset's gap closed at its share of label calls
     df.attrs["runs"] = str(root)
     return df
 

@@ -881,6 +881,12 @@ def select_stage(
     defaults = loop_defaults(cfg, ws) if is_loop(cell.strategy_name) else None
     params = strategy_params(cell, dict(cell.params), cell.weights, defaults)
     selector = get_selector(cell.strategy_name, **params)
+    if getattr(selector, "oracle", None) == "gold":
+        # active labelling (loop/labels.py): the gold labels answer its proposal files, kept in the cell
+        from dynacure.experiments.labels import gold_label_oracle
+
+        selector.label_oracle = gold_label_oracle(ws.documents)  # type: ignore[attr-defined]
+        selector.labels_dir = str(cell_dir(ws.root, cell) / "labels")  # type: ignore[attr-defined]
     proxy = None
     if selector.needs_learner and selector.prior == "learner":
         # A fresh learner of the experiment's kind as the scoring model; by default (prior="own") CoLoR and

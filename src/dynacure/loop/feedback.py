@@ -124,6 +124,14 @@ def _fit_surrogate(features: np.ndarray, y: np.ndarray, seed: int) -> tuple[Any,
     return model().fit(features, y), np.abs(y - np.clip(oof, 0.0, 1.0))
 
 
+def _fit_classifier(features: np.ndarray, y: np.ndarray, seed: int) -> Any:
+    """Gradient-boosted trees for binary answers (labels): ``predict_proba`` is the estimated toxicity."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, min_samples_leaf=8,
+                                          l2_regularization=1.0, random_state=seed).fit(features, y)
+
+
 def _spread(features: np.ndarray, known: np.ndarray, abs_err: np.ndarray, seed: int) -> np.ndarray:
     """Per-document spread of the estimate: a second tree model of the out-of-fold absolute error on the same
     features (errors differ by source and score range: a cheap scorer blind on one domain shows there)."""
@@ -134,6 +142,159 @@ def _spread(features: np.ndarray, known: np.ndarray, abs_err: np.ndarray, seed: 
     # sqrt(pi/2) * E|e| is the sd of a normal error e
     pred = model.fit(features[known], abs_err).predict(features) * np.sqrt(np.pi / 2)
     return np.clip(pred, 0.02, 0.5)
+
+
+MODES = ("loop", "uncertainty", "random", "all")
+
+
+class ActiveQueries:
+    """The rounds of ``active_queries`` one step at a time, so that a person can answer between them
+    (``loop/labels.py``): ``propose(k)`` names the next documents to query, ``tell(rows, values)`` records
+    their expensive scores (or a person's labels) and refits the surrogate, ``result()`` is the decision.
+
+    ``mode`` picks the query rule, the same number of calls for each (issue 26's baselines):
+
+    - ``"loop"``: the first proposal a uniform sample of what the budget keeps (exploration), later ones
+      the documents of highest value of information at the budget threshold; a tree surrogate on
+      ``features`` spreads the answers to the documents not queried;
+    - ``"uncertainty"``: the documents whose score lies closest to the budget threshold (textbook
+      uncertainty sampling), no surrogate: a queried document gets its answer, the rest keep the cheap one;
+    - ``"random"``: a uniform sample, no surrogate;
+    - ``"all"``: every document that can be queried (the ceiling: one call each).
+
+    ``labelable`` (bool per document, default all) is what can be queried: in the simulation the labelled
+    sources. The surrogate's estimate replaces the cheap toxicity only there (it never saw the others).
+    With ``binary`` answers (0/1 labels) the value of information is exact: the probability, under the
+    surrogate's estimate, that the label moves the document across the threshold (a kept document whose
+    score with label 1 falls below it, a dropped one whose score with label 0 rises above it); otherwise
+    a normal error of the estimate with the spread of a second tree model (``_spread``).
+    """
+
+    def __init__(self, base: np.ndarray, cheap_toxicity: np.ndarray, features: np.ndarray,
+                 n_tokens: np.ndarray, budget: float, w_safety: float, *, mode: str = "loop",
+                 labelable: np.ndarray | None = None, binary: bool = False, pessimistic: bool = False,
+                 seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.base = np.asarray(base, dtype=np.float64)
+        self.cheap = np.asarray(cheap_toxicity, dtype=np.float64)
+        self.features = np.asarray(features)
+        self.n_tokens = np.asarray(n_tokens, dtype=np.int64)
+        n = len(self.base)
+        self.budget, self.w_safety, self.mode, self.binary, self.seed = budget, w_safety, mode, binary, seed
+        self.pessimistic = pessimistic
+        self.labelable = np.ones(n, dtype=bool) if labelable is None else np.asarray(labelable, dtype=bool)
+        self.estimate, self.spread = self.cheap.copy(), np.full(n, PRIOR_SD)
+        self.queried = np.zeros(n, dtype=bool)
+        self.expensive = np.full(n, np.nan)
+        self.n_proposals = 0
+        self.rounds: list[dict[str, float]] = []
+
+    def score(self) -> np.ndarray:
+        """The corrected score: the base with the estimated expensive toxicity in place of the cheap one."""
+        return self.base + self.w_safety * (self.cheap - self.estimate)
+
+    def threshold(self) -> float:
+        return _threshold(self.score(), self.n_tokens, self.budget)
+
+    def candidates(self) -> np.ndarray:
+        return np.flatnonzero(self.labelable & ~self.queried)
+
+    def propose(self, k: int | None) -> tuple[np.ndarray, list[str]]:
+        """The next ``k`` documents to query (rows, in the order of their value) and why each one;
+        ``k`` None (or mode ``all``): every candidate."""
+        cand = self.candidates()
+        k = len(cand) if k is None or self.mode == "all" else int(min(max(k, 0), len(cand)))
+        score, tau = self.score(), self.threshold()
+        r = self.n_proposals
+        self.n_proposals += 1
+        if k == 0:
+            return np.zeros(0, dtype=np.int64), []
+        if self.mode == "all":
+            return cand, ["ceiling: every labelable document"] * len(cand)
+        if self.mode == "random" or (self.mode == "loop" and r == 0):
+            # the loop's exploration: a uniform sample of the documents the budget keeps, so the surrogate's
+            # first fit sees the kept set as it is (where a miss of the cheap scorer costs)
+            pool = cand[score[cand] >= tau] if self.mode == "loop" else cand
+            rng = np.random.default_rng(self.seed if r == 0 else [self.seed, r])
+            if len(pool) >= k:
+                pick = np.sort(rng.choice(pool, size=k, replace=False))
+            else:  # all that the budget keeps, the rest a uniform sample of the other candidates
+                rest = np.setdiff1d(cand, pool)
+                pick = np.sort(np.concatenate([pool, rng.choice(rest, size=k - len(pool), replace=False)]))
+            why = ("exploration: uniform sample of the documents the budget keeps" if self.mode == "loop"
+                   else "random labelling: uniform sample")
+            return pick, [f"{why} (score {score[i]:.4f}, threshold {tau:.4f})" for i in pick]
+        if self.mode == "uncertainty":
+            dist = np.abs(score[cand] - tau)
+            pick = cand[np.argsort(dist, kind="stable")[:k]]
+            return pick, [f"uncertainty: |score - threshold| = {abs(score[i] - tau):.4f}" for i in pick]
+        value = self._value(score, tau)[cand]
+        pick = cand[np.argsort(-value, kind="stable")[:k]]
+        vals = dict(zip(cand.tolist(), value.tolist(), strict=True))
+        return pick, [f"value of information {vals[i]:.3f}: estimated toxicity {self.estimate[i]:.3f} "
+                      f"(cheap {self.cheap[i]:.3f}), score {score[i]:.4f} at threshold {tau:.4f}"
+                      for i in pick]
+
+    def _value(self, score: np.ndarray, tau: float) -> np.ndarray:
+        """Probability that the document's answer moves it across the budget threshold."""
+        w = self.w_safety
+        if self.binary:
+            p = np.clip(self.estimate, 0.0, 1.0)
+            kept = score >= tau
+            if_toxic = self.base + w * (self.cheap - 1.0)
+            if_clean = self.base + w * self.cheap
+            return np.where(kept, p * (if_toxic < tau), (1.0 - p) * (if_clean >= tau))
+        from scipy.stats import norm
+
+        z = np.abs(score - tau) / np.maximum(w * self.spread, 1e-9)
+        return norm.sf(z)
+
+    def tell(self, rows: np.ndarray, values: np.ndarray, note: float = float("nan")) -> None:
+        """Record the expensive scores (labels) of ``rows`` and refit the surrogate (mode ``loop``)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if len(rows) == 0:
+            return
+        tau = self.threshold()
+        self.expensive[rows] = values
+        self.queried[rows] = True
+        known = np.flatnonzero(self.queried)
+        oof_mae = float("nan")
+        fit_seed = self.seed + len(self.rounds)
+        if self.mode == "loop" and len(known) >= MIN_FIT and np.ptp(self.expensive[known]) > 0:
+            if self.binary:  # labels: a classifier's probability is the estimate; the value needs no spread
+                est = _fit_classifier(self.features[known], self.expensive[known] >= 0.5, fit_seed
+                                      ).predict_proba(self.features)[:, 1]
+            else:
+                model, abs_err = _fit_surrogate(self.features[known], self.expensive[known], fit_seed)
+                est = np.clip(model.predict(self.features), 0.0, 1.0)
+                self.spread = _spread(self.features, known, abs_err, fit_seed)
+                oof_mae = float(abs_err.mean())
+            if self.pessimistic:
+                # the estimate may only raise a document's toxicity: a document is admitted on an answer,
+                # never on a guess (a guess that lowers it lets through the toxic ones it misjudges)
+                est = np.maximum(est, self.cheap)
+            # only where answers can come from: elsewhere the surrogate would extrapolate to a domain it
+            # never saw an answer of
+            self.estimate = np.where(self.labelable, est, self.cheap)
+        self.estimate[known], self.spread[known] = self.expensive[known], 0.0
+        self.rounds.append({"round": float(len(self.rounds)), "queries": float(len(rows)),
+                            "queried": float(len(known)), "threshold": tau, "mean_value": note,
+                            "surrogate_oof_mae": oof_mae})
+        log.info("%s round %d: %d expensive calls (%d in all), threshold %.4f, surrogate OOF MAE %.3f",
+                 self.mode, len(self.rounds) - 1, len(rows), len(known), tau, oof_mae)
+
+    def result(self) -> QueryResult:
+        return QueryResult(self.score(), self.queried.copy(), self.expensive.copy(), self.estimate.copy(),
+                           list(self.rounds))
+
+
+def round_sizes(n_queries: int, rounds: int) -> list[int]:
+    """``n_queries`` calls split into ``rounds`` rounds as evenly as possible (the first ones larger)."""
+    if n_queries <= 0:
+        return []
+    return [len(a) for a in np.array_split(np.arange(n_queries), max(1, rounds))]
 
 
 def active_queries(
@@ -151,49 +312,13 @@ def active_queries(
 ) -> QueryResult:
     """Spend ``n_queries`` expensive calls in ``rounds`` (module docstring); ``base`` is the policy's score
     in reward units (``policy_reward_scale``), ``cheap_toxicity`` the toxicity the reward used."""
-    from scipy.stats import norm
-
-    n = len(base)
-    base = np.asarray(base, dtype=np.float64)
-    cheap = np.asarray(cheap_toxicity, dtype=np.float64)
-    nt = np.asarray(n_tokens, dtype=np.int64)
-    estimate, spread = cheap.copy(), np.full(n, PRIOR_SD)
-    queried = np.zeros(n, dtype=bool)
-    expensive = np.full(n, np.nan)
-    n_queries = int(min(max(n_queries, 0), n))
-    sizes = [len(a) for a in np.array_split(np.arange(n_queries), max(1, rounds))] if n_queries else []
-    log_rounds: list[dict[str, float]] = []
-    for r, k in enumerate(sizes):
+    aq = ActiveQueries(base, cheap_toxicity, features, n_tokens, budget, w_safety, seed=seed)
+    n_queries = int(min(max(n_queries, 0), len(aq.base)))
+    for k in round_sizes(n_queries, rounds):
         if k == 0:
             continue
-        score = base + w_safety * (cheap - estimate)
-        tau = _threshold(score, nt, budget)
-        if r == 0:
-            # exploration: a uniform sample of the documents the budget keeps, so the surrogate's first fit
-            # sees the kept set as it is (where the cheap scorer's misses cost), not only the threshold
-            keep = np.flatnonzero(score >= tau)
-            rng = np.random.default_rng(seed)
-            pick = rng.choice(keep if len(keep) >= k else np.arange(n), size=k, replace=False)
-            value = np.full(n, np.nan)
-        else:
-            z = np.abs(score - tau) / np.maximum(w_safety * spread, 1e-9)
-            value = norm.sf(z)
-            value[queried] = -1.0
-            pick = np.argsort(-value, kind="stable")[:k]
-        expensive[pick] = scorer([texts[i] for i in pick])
-        queried[pick] = True
-        known = np.flatnonzero(queried)
-        if len(known) >= MIN_FIT and np.ptp(expensive[known]) > 0:
-            model, abs_err = _fit_surrogate(features[known], expensive[known], seed + r)
-            estimate = np.clip(model.predict(features), 0.0, 1.0)
-            spread = _spread(features, known, abs_err, seed + r)
-            oof_mae = float(abs_err.mean())
-        else:
-            oof_mae = float("nan")
-        estimate[known], spread[known] = expensive[known], 0.0
-        log_rounds.append({"round": float(r), "queries": float(k), "queried": float(len(known)),
-                           "threshold": tau, "mean_value": float(np.mean(value[pick])),
-                           "surrogate_oof_mae": oof_mae})
-        log.info("feedback round %d: %d expensive calls (%d in all), threshold %.4f, surrogate OOF MAE %.3f",
-                 r, k, len(known), tau, oof_mae)
-    return QueryResult(base + w_safety * (cheap - estimate), queried, expensive, estimate, log_rounds)
+        score, tau = aq.score(), aq.threshold()
+        pick, _ = aq.propose(k)
+        value = aq._value(score, tau)[pick] if aq.n_proposals > 1 else np.full(len(pick), np.nan)
+        aq.tell(pick, scorer([texts[i] for i in pick]), float(np.mean(value)))
+    return aq.result()

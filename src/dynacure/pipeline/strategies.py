@@ -7,6 +7,7 @@ registry. Use these names, not ``dynacure.selectors``', wherever a user may name
 
 from __future__ import annotations
 
+import dynacure.loop.labels  # noqa: F401  (registers raft_labels)
 import dynacure.loop.selectors  # noqa: F401  (registers ppo, reinforce, bandit)
 from dynacure.selectors import available_selectors, get_selector, selector_class
 
