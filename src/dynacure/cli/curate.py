@@ -5,7 +5,8 @@ and its parents, when the run created them). When OUT held an earlier run, that 
 ``OUT/FAILED`` says why this one failed (removed by the next run). An interrupted run (Ctrl-C) keeps its
 files: a rerun reuses the scored attribute shards. When no record is readable the error names the top
 quarantine reasons with the first place each occurred, and suggests ``--text-field`` when the records hold
-their text in another field.
+their text in another field. A run that quarantines most (> 50%) of its records fails the same way unless
+``--allow-quarantine``; each file's text field is picked as ``score`` does (``cli.score``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors, error_message
 from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, start_clean_run
 from dynacure.cli.paths import check_out_path
+from dynacure.cli.score import (
+    ALLOW_QUARANTINE_HELP,
+    TEXT_FIELD_HELP,
+    print_text_fields,
+    quarantine_share_error,
+)
 
 
 def _parse_params(items: list[str]) -> dict[str, object]:
@@ -132,8 +139,8 @@ def register(app: typer.Typer) -> None:
             None, "--disparity-cap", metavar="RATIO",
             help="Re-admit documents of identity/dialect groups removed more than RATIO x the overall rate "
                  "(same token budget; see `dynacure audit`)."),
-        text_field: str = typer.Option("text", "--text-field",
-                                       help="The record field (JSONL) or column (Parquet) holding the text."),
+        text_field: str | None = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
+        allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help=ALLOW_QUARANTINE_HELP),
     ) -> None:
         """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
         from dynacure.io.readers import list_data_files, text_field_default
@@ -165,7 +172,7 @@ def register(app: typer.Typer) -> None:
         # A spinner only on a terminal: in a log it is one blank line and no information.
         with (Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                        console=console, transient=True, disable=not console.is_terminal) as prog,
-              text_field_default(text_field)):
+              text_field_default(text_field, auto=True) as choices):
             task = prog.add_task("reading", total=None)
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -179,8 +186,15 @@ def register(app: typer.Typer) -> None:
             except INPUT_ERRORS as exc:
                 msg = error_message(exc)
                 if "no readable documents" in msg:
-                    msg = explain_no_documents(corpus, out / "quarantine.jsonl", text_field)
+                    msg = explain_no_documents(corpus, out / "quarantine.jsonl", text_field or "text")
                 run.failed(msg)
                 raise ValueError(msg) from None
+        print_text_fields(choices, console)
+        got = result.summary  # most of the input quarantined: a failure unless --allow-quarantine
+        share = quarantine_share_error(got["quarantined"], got["records_read"], out / "quarantine.jsonl",
+                                       got["quarantined_by_reason"])
+        if share is not None and not allow_quarantine:
+            run.failed(f"{corpus}: {share}")
+            raise ValueError(f"{corpus}: {share}")
         make_console().print(summary_table(result.summary))
         make_console().print(f"curated corpus, manifest.parquet and summary.json in {out}")
