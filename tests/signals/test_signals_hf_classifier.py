@@ -149,7 +149,7 @@ def test_label_map_defaults_and_explicit_labels(classifier_dir, tmp_path):
     assert hfc.folder_digest(odd) != hfc.folder_digest(classifier_dir)  # a changed file changes the digest
 
 
-def test_model_argument_errors(tmp_path):
+def test_model_argument_errors(classifier_dir, tmp_path):
     with pytest.raises(ValueError, match=r"hf_classifier.model=DIR"):
         get_signal("hf_classifier")
     with pytest.raises(FileNotFoundError, match="no such folder"):
@@ -157,6 +157,11 @@ def test_model_argument_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="no config.json"):
         get_signal("hf_classifier", model=str(tmp_path))
+    pickled = tmp_path / "bin-only"
+    shutil.copytree(classifier_dir, pickled)
+    (pickled / "model.safetensors").unlink()  # weights only as a pickle (or not at all) are not read
+    with pytest.raises(ValueError, match=r"bin-only: cannot load .*safetensors weights only"):
+        get_signal("hf_classifier", model=str(pickled))
 
 
 def test_toxicity_role_is_the_combined_column_only(classifier_dir):

@@ -137,6 +137,11 @@ class HFClassifier:
         if int(batch_size) < 1 or int(max_length) < 2:
             raise ValueError(f"{HF_CLASSIFIER}: batch_size must be >= 1 and max_length >= 2, got "
                              f"{batch_size} and {max_length}")
+        from transformers.utils import logging as hf_logging
+
+        # transformers draws a "Loading weights" bar per load: one per scoring worker is noise, not progress
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 str(self.folder), local_files_only=True, use_safetensors=True)
@@ -145,6 +150,9 @@ class HFClassifier:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{self.folder}: cannot load a sequence-classification model and tokenizer "
                              f"(safetensors weights only): {first}") from None
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         cfg = self.model.config
         n = int(cfg.num_labels)
         id2label = {int(k): str(v) for k, v in (cfg.id2label or {}).items()}
