@@ -107,13 +107,14 @@ def test_run_records_of_different_commands_do_not_clobber(tmp_path):
 # ---- item 6: curate on input it cannot read ------------------------------------------------------------
 
 def test_curate_explains_a_wrong_text_field_and_leaves_nothing(tmp_path):
-    corpus = _corpus(tmp_path / "content.jsonl", n=30, field="content")
+    # a field no auto-detection takes for text (a "content" field is read by itself: test_cli_own_corpus)
+    corpus = _corpus(tmp_path / "blurb.jsonl", n=30, field="blurb")
     out = tmp_path / "cur"
     line = _one_error(_invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", out], tmp_path))
     assert "30 records quarantined: 30 missing_text (field 'text' missing; first: " in line
-    assert f"{corpus}:1)" in line and "pass --text-field content" in line
+    assert f"{corpus}:1)" in line and "pass --text-field blurb" in line
     assert not out.exists()
-    res = _invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", out, "--text-field", "content"],
+    res = _invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", out, "--text-field", "blurb"],
                   tmp_path)
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
@@ -149,14 +150,14 @@ def test_curate_failing_in_an_earlier_runs_folder_marks_it_failed(tmp_path):
 
 
 def test_score_reads_another_text_field(tmp_path):
-    corpus = _corpus(tmp_path / "content.jsonl", n=25, field="content")
+    corpus = _corpus(tmp_path / "blurb.jsonl", n=25, field="blurb")  # not a field auto-detection takes
     out = tmp_path / "attrs"
     args = ["score", corpus, "--signals", "profanity", "--out", out, "--workers", "1", "--no-progress"]
     # without it nothing is readable: a failure that leaves no empty "done" shards to resume from
     line = _one_error(_invoke(args, tmp_path))
-    assert "25 records quarantined: 25 missing_text" in line and "pass --text-field content" in line
+    assert "25 records quarantined: 25 missing_text" in line and "pass --text-field blurb" in line
     assert not out.exists()
-    res = _invoke([*args, "--text-field", "content"], tmp_path)
+    res = _invoke([*args, "--text-field", "blurb"], tmp_path)
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "run.json").read_text())["summary"]
     assert summary["n_docs"] == 25 and summary["n_quarantined"] == 0
