@@ -162,6 +162,9 @@ def test_model_argument_errors(classifier_dir, tmp_path):
     (pickled / "model.safetensors").unlink()  # weights only as a pickle (or not at all) are not read
     with pytest.raises(ValueError, match=r"bin-only: cannot load .*safetensors weights only"):
         get_signal("hf_classifier", model=str(pickled))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU"):
+            get_signal("hf_classifier", model=str(classifier_dir), device="cuda")
 
 
 def test_toxicity_role_is_the_combined_column_only(classifier_dir):

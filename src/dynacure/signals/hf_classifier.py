@@ -108,6 +108,9 @@ def pick_device(device: str | None) -> str:
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"{HF_CLASSIFIER}: device {device!r} asked for, but torch sees no GPU here "
+                         "(use device=auto or cpu)")
     return str(device)
 
 
@@ -139,6 +142,8 @@ class HFClassifier:
                              f"{batch_size} and {max_length}")
         from transformers.utils import logging as hf_logging
 
+        self.device = pick_device(device)  # a GPU asked for and absent: said before any loading
+
         # transformers draws a "Loading weights" bar per load: one per scoring worker is noise, not progress
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
@@ -169,7 +174,6 @@ class HFClassifier:
                                       else 0), int(getattr(self.tokenizer, "model_max_length", positions)))
         self.max_length = max(2, min(int(max_length), limit))
         self.batch_size = int(batch_size)
-        self.device = pick_device(device)
         self.model.to(self.device).eval()
         self.digest = folder_digest(self.folder)
 
