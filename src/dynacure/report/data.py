@@ -27,7 +27,7 @@ from dynacure.experiments.results import read_cell_files, read_results
 # and in the paired comparisons' choice of the best static baseline: the first present wins (defined once,
 # in experiments.paired: domain_perplexity's macro mean leads the utility list).
 __all__ = ["SAFETY_METRICS", "UTILITY_METRICS", "RunData", "load_run", "pick_metric", "combine_seeds",
-           "aggregate", "pareto_mask", "keep_shares"]
+           "aggregate", "pareto_mask", "keep_shares", "is_constant", "skipped_headlines"]
 
 
 @dataclass
@@ -69,12 +69,43 @@ def load_run(runs: str | Path) -> RunData:
     return data
 
 
-def pick_metric(results: pd.DataFrame, candidates: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+def is_constant(results: pd.DataFrame, key: tuple[str, str]) -> bool:
+    """Every row of metric ``key`` has the same value (e.g. toxicity probability 0 [0, 0] for every
+    strategy): such a metric cannot tell strategies apart."""
+    sub = results[(results["suite"] == key[0]) & (results["metric"] == key[1])]
+    vals = sub["value"].astype(float).to_numpy()
+    vals = vals[np.isfinite(vals)]
+    return len(vals) > 0 and bool(np.ptp(vals) == 0)
+
+
+def pick_metric(results: pd.DataFrame, candidates: tuple[tuple[str, str], ...],
+                informative: bool = True) -> tuple[str, str] | None:
+    """The first of ``candidates`` present in ``results``; with ``informative``, the first present whose
+    value is not the same for every row when there is one (a headline equal for all ranks nothing: the
+    ci preset's toxicity probability is 0 for every strategy, its expected maximum toxicity is not)."""
     have = set(zip(results["suite"], results["metric"], strict=True)) if len(results) else set()
+    present = [c for c in candidates if c in have]
+    if not present:
+        return None
+    if informative:
+        for cand in present:
+            if not is_constant(results, cand):
+                return cand
+    return present[0]
+
+
+def skipped_headlines(results: pd.DataFrame, candidates: tuple[tuple[str, str], ...]
+                      ) -> list[tuple[str, str]]:
+    """The candidates present before the one ``pick_metric`` chose: each the same for every row."""
+    chosen = pick_metric(results, candidates)
+    have = set(zip(results["suite"], results["metric"], strict=True)) if len(results) else set()
+    out = []
     for cand in candidates:
+        if cand == chosen:
+            break
         if cand in have:
-            return cand
-    return None
+            out.append(cand)
+    return out
 
 
 def combine_seeds(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float, float]:

@@ -266,8 +266,10 @@ def pareto_figure(data: RunData) -> tuple[plt.Figure, str] | None:
                 label="Pareto front", zorder=1.5)
     ax.margins(x=0.12, y=0.1)
     ax.autoscale_view()
-    ax.set_xlim(ax.get_xlim())  # final limits: the label placement below works in display coordinates
-    ax.set_ylim(ax.get_ylim())
+    # final limits (the label placement below works in display coordinates); a metric that cannot be
+    # negative gets no negative axis, even when every point is 0 and autoscaling centres the axis on it
+    ax.set_xlim(_nonnegative_limits(ax.get_xlim(), m["low_u"], m["value_u"]))
+    ax.set_ylim(_nonnegative_limits(ax.get_ylim(), m["low_s"], m["value_s"]))
     # Markers (nearly) on top of each other are nested: the larger drawn first, so each keeps a visible
     # ring. Markers that only overlap in part show through their edges, shapes and transparency.
     px = fig.dpi / 72.0
@@ -318,13 +320,49 @@ def pareto_figure(data: RunData) -> tuple[plt.Figure, str] | None:
         f"no selector or reward uses. Horizontal: {METRIC_TEXT.get(u_key[1], u_key[1])} ({u_key[1]}); "
         f"{_seeds_note(s)}. Lower-left is better on both axes. Every strategy has its own colour and marker "
         "shape; points that overlap are drawn nested, the larger underneath."
-        + (" The dashed line links the points no other point beats on both axes (the Pareto front)."
-           if len(front) >= 2 else
-           " One point beats every other on both axes, so the Pareto front is that single point.")
+        + _front_text(m, front, s_key[1], u_key[1])
         + (f" Strategies joined by '=' got identical results and share a point: {'; '.join(same)}."
            if same else "")
     )
     return fig, caption
+
+
+def _nonnegative_limits(lims: tuple[float, float], lows: pd.Series, values: pd.Series) -> tuple[float, float]:
+    """Axis limits that start at 0 when no point or interval is negative (a toxicity or a perplexity),
+    and that are not degenerate when every point sits at 0."""
+    lo, hi = float(lims[0]), float(lims[1])
+    data_min = float(np.nanmin(np.concatenate([lows.to_numpy(float), values.to_numpy(float)])))
+    if data_min >= 0 and lo < 0:
+        lo = 0.0
+        if hi <= 0 or not np.isfinite(hi):
+            hi = 1.0
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def _front_text(m: pd.DataFrame, front: pd.DataFrame, s_name: str, u_name: str) -> str:
+    """The caption's sentence about the Pareto front, true of the points drawn (point values)."""
+    flat = [short_name(n) for n, col in ((s_name, "value_s"), (u_name, "value_u"))
+            if m[col].astype(float).nunique() == 1]
+    same = (f" Every point has the same {' and the same '.join(flat)}, so the plot separates the "
+            "strategies on the other axis only." if flat else "")
+    if len(front) >= 2:
+        return (same + " The dashed line links the points no other point beats on both axes by point value "
+                "(the Pareto front); which differences are real (paired intervals that exclude 0) is in "
+                "'Who wins'.")
+    if len(front) == 0:
+        return same
+    top = front.iloc[0]
+    others = m.drop(index=front.index)
+    strict = (len(others) > 0 and bool((others["value_s"] > top["value_s"]).all())
+              and bool((others["value_u"] > top["value_u"]).all()))
+    if strict:
+        return (same + f" {top['label']} is lower than every other point on both axes by point value, so the "
+                "front is that single point; 'Who wins' says which of the differences are real.")
+    return (same + f" By point value no point is better than {top['label']} on one axis without being worse "
+            "on the other, so the front is that single point; it is not better than every other point on "
+            "both axes, and 'Who wins' says which differences are real (ties are named there).")
 
 
 def pareto(data: RunData) -> Figure | None:

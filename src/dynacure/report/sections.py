@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, RunData, aggregate, pareto_mask, pick_metric
+from dynacure.report.data import SAFETY_METRICS, UTILITY_METRICS, RunData, aggregate, pick_metric
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,62 @@ def _headline(data: RunData) -> list[tuple[str, str]]:
             if k]
 
 
+Point = tuple[str, str]  # (strategy label, weight-set name) at one budget
+
+
+def _interval_order(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> int:
+    """-1 / +1 when a's interval lies wholly below / above b's, else 0 (the fallback without Units)."""
+    if hi_a < lo_b:
+        return -1
+    if lo_a > hi_b:
+        return 1
+    return 0
+
+
+def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], points: list[Point],
+                   n_boot: int = 2000) -> dict[tuple[Point, Point, tuple[str, str]], int]:
+    """For every ordered pair of points and headline metric: -1 when the first is lower (better) with a
+    paired 95% interval of the difference that excludes 0, +1 when higher, 0 when the interval holds 0 (a
+    tie). Units of the seeds both ran pair the comparison; without Units, two intervals that do not
+    overlap decide it (a coarser test)."""
+    from dynacure.experiments.paired import PairingError, load_cells, paired_difference
+    from dynacure.stats import Units
+
+    cells: dict[Point, dict[int, Any]] = {}
+    for c in load_cells(data.root):
+        if math.isclose(c.budget, budget):
+            cells.setdefault((c.strategy, c.weights), {})[c.seed] = c
+    res = data.results[np.isclose(data.results["budget"].astype(float), budget)]
+    by = ("strategy", "weights")
+    aggs = {k: aggregate(res, *k, by=by).set_index(list(by)) for k in keys}
+    out: dict[tuple[Point, Point, tuple[str, str]], int] = {}
+    for i, p in enumerate(points):
+        for q in points[i + 1:]:
+            for key in keys:
+                mine, theirs = cells.get(p, {}), cells.get(q, {})
+                seeds = [s for s in sorted(set(mine) & set(theirs))
+                         if key in mine[s].units and key in theirs[s].units]
+                sign = None
+                if seeds:
+                    try:
+                        d = paired_difference([(Units.from_dict(mine[s].units[key]),
+                                                Units.from_dict(theirs[s].units[key])) for s in seeds],
+                                              n_boot=n_boot)
+                        sign = -1 if d.high < 0 else (1 if d.low > 0 else 0)
+                    except PairingError:
+                        sign = None
+                if sign is None:
+                    a, b = aggs[key].loc[p], aggs[key].loc[q]
+                    sign = _interval_order(a["low"], a["high"], b["low"], b["high"])
+                out[(p, q, key)] = sign
+                out[(q, p, key)] = -sign
+    return out
+
+
 def _pareto_sentence(data: RunData, budget: float, multi_w: bool) -> str:
-    """Which strategies at ``budget`` no other strategy beats on both headline metrics (lower is better)."""
+    """Which strategies at ``budget`` no other strategy beats on the headline metrics (lower is better),
+    where "beats" needs a paired difference whose 95% interval excludes 0; points that differ on neither
+    metric are named as ties, never as winner and loser."""
     keys = _headline(data)
     res = data.results[np.isclose(data.results["budget"].astype(float), budget)]
     if not keys or res.empty:
@@ -99,23 +153,43 @@ def _pareto_sentence(data: RunData, budget: float, multi_w: bool) -> str:
     if not points:
         return ""
 
-    def name(p: tuple[str, str]) -> str:
+    def name(p: Point) -> str:
         return f"{p[0]} (weights {p[1]})" if multi_w else str(p[0])
 
+    n_boot = int((data.paired_notes or {}).get("n_boot") or 2000)
+    order = pairwise_order(data, budget, keys, points, n_boot=n_boot)
     vals = [np.array([a.loc[p, "value"] for p in points], dtype=float) for a in aggs]
     labels = [metric_label(*k) for k in keys]
     if len(keys) == 1:
-        best = int(np.nanargmin(vals[0]))
-        return (f"Only {labels[0]} was measured (lower is better); lowest: {name(points[best])} "
-                f"({_f(vals[0][best])}).")
-    front = pareto_mask(vals[0], vals[1])
-    order = sorted(np.flatnonzero(front), key=lambda i: (vals[0][i], vals[1][i]))
-    listed = "; ".join(f"{name(points[i])} ({_f(vals[0][i])}, {_f(vals[1][i])})" for i in order)
-    n_off = len(points) - len(order)
-    tail = (f" The other {n_off} {'is' if n_off == 1 else 'are'} dominated: one of these is at least as good "
-            "on both metrics and better on one." if n_off else " No strategy is dominated by another.")
-    return (f"On the Pareto front of {labels[0]} and {labels[1]} (both lower is better; mean over seeds): "
-            f"{listed}.{tail}")
+        best = [p for p in points if not any(order[(q, p, keys[0])] < 0 for q in points if q != p)]
+        shown = ", ".join(f"{name(p)} ({_f(vals[0][points.index(p)])})" for p in best)
+        tie = " (no paired difference among them excludes 0: a tie)" if len(best) > 1 else ""
+        return f"Only {labels[0]} was measured (lower is better); lowest: {shown}{tie}."
+
+    def beats(p: Point, q: Point) -> bool:
+        if p == q:
+            return False
+        signs = [order[(p, q, k)] for k in keys]
+        return all(s <= 0 for s in signs) and any(s < 0 for s in signs)
+
+    front = [p for p in points if not any(beats(q, p) for q in points if q != p)]
+    front.sort(key=lambda p: (vals[0][points.index(p)], vals[1][points.index(p)]))
+    listed = "; ".join(f"{name(p)} ({_f(vals[0][points.index(p)])}, {_f(vals[1][points.index(p)])})"
+                       for p in front)
+    off = [p for p in points if p not in front]
+    if off:
+        by = "; ".join(f"{name(q)} (by {', '.join(name(p) for p in points if beats(p, q))})" for q in off)
+        tail = (f" The other {len(off)} {'is' if len(off) == 1 else 'are'} dominated: another point is "
+                f"better on one metric and not worse on the other: {by}.")
+    else:
+        tail = " No strategy is dominated by another."
+    ties = [f"{name(p)} = {name(q)}" for i, p in enumerate(front) for q in front[i + 1:]
+            if all(order[(p, q, k)] == 0 for k in keys)]
+    if ties:
+        tail += (f" Tied on both metrics (no paired difference excludes 0, so neither is the winner): "
+                 f"{', '.join(ties)}.")
+    return (f"On the Pareto front of {labels[0]} and {labels[1]} (both lower is better; mean over seeds; a "
+            f"point beats another only where the paired 95% interval excludes 0): {listed}.{tail}")
 
 
 def _flag(x: Any) -> bool | None:
@@ -188,7 +262,25 @@ def who_wins_section(data: RunData) -> Markup:
     )
     if refused:
         intro += f" {len(refused)} comparison(s) were refused because the two cells' units differ."
+    intro += headline_note(data)
     return render("who_wins.html", intro=intro, budgets=who_wins(data))
+
+
+def headline_note(data: RunData) -> str:
+    """Why a headline metric is not the first of its list: the ones before it are equal for every row."""
+    from dynacure.report.data import skipped_headlines
+
+    notes = []
+    for cands in (SAFETY_METRICS, UTILITY_METRICS):
+        chosen = pick_metric(data.results, cands)
+        if chosen is None:
+            continue
+        for key in skipped_headlines(data.results, cands):
+            value = data.results.loc[(data.results["suite"] == key[0]) & (data.results["metric"] == key[1]),
+                                     "value"].iloc[0]
+            notes.append(f" {metric_label(*key).capitalize()} is {_f(value)} for every strategy, so it "
+                         f"ranks nothing; the headline uses {metric_label(*chosen)} instead.")
+    return "".join(notes)
 
 
 def paired_section(data: RunData) -> Markup:
