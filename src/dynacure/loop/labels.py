@@ -130,6 +130,9 @@ class LabelledRaftSelector(RaftSelector):
         labels_file: str | None = None,
     ) -> None:
         super().__init__(weights=weights, toxicity_signals=toxicity_signals)
+        if self.toxicity_signals is not None:  # what curate scores when no attributes are stored
+            self.signals = (*self.toxicity_signals, *(["alignment"] if self.weights.alignment else []),
+                            *(["quality"] if self.weights.utility else []))
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not 0.0 < float(label_share) <= 1.0:
