@@ -2,6 +2,10 @@
 
 The small GPT (``tiny_gpt``) and the Hugging Face adapter (``hf``) both implement it, so selectors,
 the RL loop and the evaluation suites never care which model is underneath.
+
+Optional beyond it: a learner with ``encode``, ``eos_id``, ``n_ctx`` and ``train_packed_step(rows,
+token_weights)`` (both causal LMs, ``causal_lm.CausalLMLearner``) is trained by ``learners.training.train`` on
+documents packed into full context blocks; any other learner one ``train_step`` row per document.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Adapter that makes any Hugging Face causal LM in a LOCAL folder a dynacure ``Learner`` (for GPU runs).
 
 Nothing is downloaded: model and tokenizer are read with ``local_files_only=True`` and weights only from
-safetensors. Training rows, weights and scoring follow ``causal_lm`` exactly as for the small GPT; the
-document start token is the tokenizer's BOS (else its EOS, as GPT-2 does). ``save`` writes the model
+safetensors. Training (packed blocks by default, or one row per document), weights and scoring follow
+``causal_lm`` exactly as for the small GPT: packed rows of ``n_ctx + 1`` tokens joined by the tokenizer's EOS,
+all-ones attention mask, default position ids (so attention and positions run across documents in a row,
+as Hugging Face's ``group_texts`` does). The document start token is the tokenizer's BOS (else its EOS, as
+GPT-2 does). ``save`` writes the model
 with ``save_pretrained`` (safetensors), the tokenizer, ``optimizer.safetensors`` and ``learner.json``
 (format_version, optimiser settings, step), so training resumes from a saved folder.
 """
