@@ -127,6 +127,35 @@ def check_folder(model: str | Path | None, arg: str = MODEL_ARG) -> Path:
     return folder
 
 
+def _load(folder: Path) -> tuple[Any, Any]:
+    """Model and tokenizer from the folder alone (safetensors weights), a pad token ensured."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a "Loading weights" bar per load: one per scoring worker is noise, not progress
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True,
+                                                                   use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{folder}: cannot load a sequence-classification model and tokenizer "
+                         f"(safetensors weights only): {first}") from None
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        # GPT-style classifiers ship no pad token; batches need one (the model reads the last real token)
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:
+        raise ValueError(f"{folder}: the tokenizer has neither a pad nor an EOS token to pad batches with")
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
 class HFClassifier:
     """A loaded sequence-classification model: per-label probabilities and the combined unsafe one."""
 
@@ -134,30 +163,12 @@ class HFClassifier:
                  batch_size: int = 32, max_length: int = 512, device: str | None = "auto",
                  args: tuple[str, str] = (MODEL_ARG, UNSAFE_ARG)) -> None:
         """``args``: how the caller's user names the model folder and the unsafe labels (for errors)."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         self.folder = check_folder(model, args[0])
         if int(batch_size) < 1 or int(max_length) < 2:
             raise ValueError(f"{HF_CLASSIFIER}: batch_size must be >= 1 and max_length >= 2, got "
                              f"{batch_size} and {max_length}")
-        from transformers.utils import logging as hf_logging
-
         self.device = pick_device(device)  # a GPU asked for and absent: said before any loading
-
-        # transformers draws a "Loading weights" bar per load: one per scoring worker is noise, not progress
-        bar_was_on = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(self.folder), local_files_only=True, use_safetensors=True)
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{self.folder}: cannot load a sequence-classification model and tokenizer "
-                             f"(safetensors weights only): {first}") from None
-        finally:
-            if bar_was_on:
-                hf_logging.enable_progress_bar()
+        self.model, self.tokenizer = _load(self.folder)
         cfg = self.model.config
         n = int(cfg.num_labels)
         id2label = {int(k): str(v) for k, v in (cfg.id2label or {}).items()}
