@@ -142,7 +142,11 @@ def test_curate_failing_in_an_earlier_runs_folder_marks_it_failed(tmp_path):
     earlier = set(os.listdir(out))
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
-    _one_error(_invoke(["curate", bad, "-s", "random", "-b", "0.5", "--out", out], tmp_path))
+    # another corpus into a finished run's folder: refused unless --overwrite (issue 28, item 2)
+    assert "--overwrite" in _one_error(_invoke(["curate", bad, "-s", "random", "-b", "0.5", "--out", out],
+                                               tmp_path))
+    assert set(os.listdir(out)) == earlier
+    _one_error(_invoke(["curate", bad, "-s", "random", "-b", "0.5", "--out", out, "--overwrite"], tmp_path))
     assert "no readable documents" in (out / "FAILED").read_text()
     assert set(os.listdir(out)) <= earlier | {"FAILED"} and "summary.json" not in os.listdir(out)
     assert _invoke(["curate", good, "-s", "random", "-b", "0.5", "--out", out], tmp_path).exit_code == 0

@@ -11,7 +11,7 @@ import pandas as pd
 
 from dynacure.audit.disparity import MIN_GROUP_DOCS, removal_disparity
 from dynacure.audit.groups import group_membership
-from dynacure.runinfo import RUN_FILE, find_run_info
+from dynacure.runinfo import RUN_FILE, find_run_info, stored_path
 
 
 def find_manifests(paths: list[Path]) -> dict[str, Path]:
@@ -35,7 +35,11 @@ def find_manifests(paths: list[Path]) -> dict[str, Path]:
 
 def corpus_of(manifest: Path) -> Path | None:
     """The input corpus of a manifest: the one `curate` recorded in run.json next to it, or, for a cell of
-    an experiment (``RUNS/cells/<cell>/manifest.parquet``), the experiment's corpus ``RUNS/corpus``."""
+    an experiment (``RUNS/cells/<cell>/manifest.parquet``), the experiment's corpus ``RUNS/corpus``.
+
+    A recorded path is resolved relative to the curate folder first, then as stored (absolute), so the
+    folder can be audited from any working folder and moved (``runinfo.stored_path``); when it is found
+    nowhere the error names the paths tried and ``--corpus``."""
     # curate's record may be run.curate.json when another command's run.json was there first
     record = find_run_info(manifest.parent, "curate")
     if record is None and (manifest.parent / RUN_FILE).exists():
@@ -44,7 +48,7 @@ def corpus_of(manifest: Path) -> Path | None:
         cfg = record.get("config", {})
         for key in ("corpus", "corpus_path", "input"):
             if isinstance(cfg.get(key), str) and cfg[key]:
-                return Path(cfg[key])
+                return stored_path(record, key, manifest.parent, "--corpus")
     if manifest.parent.parent.name == "cells" and (manifest.parents[2] / "corpus").is_dir():
         return manifest.parents[2] / "corpus"
     return None

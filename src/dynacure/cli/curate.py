@@ -7,6 +7,10 @@ files: a rerun reuses the scored attribute shards. When no record is readable th
 quarantine reasons with the first place each occurred, and suggests ``--text-field`` when the records hold
 their text in another field. A run that quarantines most (> 50%) of its records fails the same way unless
 ``--allow-quarantine``; each file's text field is picked as ``score`` does (``cli.score``).
+
+OUT holding another run's finished output (another command's, or curate's with other options) is refused
+unless ``--overwrite`` (``cli.paths.claim_out_dir``); the same command resumes. Progress speaks in a log
+too (``progress.StageProgress``: the stages and the loop's policy steps), and a rerun says what it reused.
 """
 
 from __future__ import annotations
@@ -18,19 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors, error_message
 from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, start_clean_run
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 from dynacure.cli.score import (
     ALLOW_QUARANTINE_HELP,
     TEXT_FIELD_HELP,
     print_text_fields,
     quarantine_share_error,
 )
+from dynacure.progress import StageProgress
 
 
 def _parse_params(items: list[str]) -> dict[str, object]:
@@ -115,6 +119,27 @@ def summary_table(summary: dict) -> Table:
     return t
 
 
+def _describe_stage(stage: str, done: int, total: int) -> str:
+    """A curate progress call in words: records read, the loop's policy steps, the other stages."""
+    if stage == "read":
+        return f"reading and scoring: {done:,} records" if done else "reading and scoring"
+    if stage == "policy":
+        return f"learning the policy: step {done:,} of {total:,}"
+    return {"select": "selecting", "write": "writing the curated corpus"}.get(stage, stage)
+
+
+def _resumed_line(resumed: dict[str, int]) -> str | None:
+    """What a rerun reused: "resumed: reused N attribute shards; policy checkpoint at step K"; None when
+    nothing was (a fresh run)."""
+    parts = []
+    if resumed.get("attribute_shards"):
+        n = resumed["attribute_shards"]
+        parts.append(f"reused {n:,} attribute shard{'' if n == 1 else 's'}")
+    if resumed.get("policy_step"):
+        parts.append(f"policy checkpoint at step {resumed['policy_step']:,}")
+    return f"resumed: {'; '.join(parts)}" if parts else None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("curate")
     @cli_errors
@@ -141,6 +166,7 @@ def register(app: typer.Typer) -> None:
                  "(same token budget; see `dynacure audit`)."),
         text_field: str | None = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
         allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help=ALLOW_QUARANTINE_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
         from dynacure.io.readers import list_data_files, text_field_default
@@ -162,6 +188,11 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--disparity-cap takes a ratio >= 1, got {disparity_cap}")
         # bad strategy parameters are refused here, before any output exists
         build_strategy(strategy, selector_class(strategy), params)
+        # Another run's finished output in OUT is refused here, before any work (the same run resumes).
+        claim = claim_out_dir(out, "curate", make_request(
+            {"corpus": corpus, "attributes": attributes, "target": target, "learner": learner},
+            strategy=strategy, budget=budget, seed=seed, weights=weights, redact_pii=redact_pii,
+            params=params, disparity_cap=disparity_cap, text_field=text_field), overwrite=overwrite)
         model = None
         if learner is not None:
             from dynacure.learners import load_learner
@@ -169,15 +200,8 @@ def register(app: typer.Typer) -> None:
             model = load_learner(learner)
         console = make_console(stderr=True)
         run = start_clean_run(out, "curate")
-        # A spinner only on a terminal: in a log it is one blank line and no information.
-        with (Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                       console=console, transient=True, disable=not console.is_terminal) as prog,
-              text_field_default(text_field, auto=True) as choices):
-            task = prog.add_task("reading", total=None)
-
-            def progress(stage: str, done: int, total: int) -> None:
-                prog.update(task, description=f"{stage}: {done:,} records" if stage == "read" else stage)
-
+        with StageProgress(console, _describe_stage) as progress, \
+                text_field_default(text_field, auto=True) as choices:
             try:
                 result = curate(corpus, out, strategy, budget, attributes=attributes, target=target,
                                 seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
@@ -196,5 +220,12 @@ def register(app: typer.Typer) -> None:
         if share is not None and not allow_quarantine:
             run.failed(f"{corpus}: {share}")
             raise ValueError(f"{corpus}: {share}")
+        claim.finish()
+        for replaced in claim.replaced:  # after the work: a failure's one line on stderr is its error
+            console.print(f"--overwrite: replaced {replaced} in {out}", soft_wrap=True, highlight=False,
+                          markup=False)
+        resumed = _resumed_line(result.extra.get("resumed", {}))
+        if resumed:
+            console.print(resumed, soft_wrap=True, highlight=False)
         make_console().print(summary_table(result.summary))
         make_console().print(f"curated corpus, manifest.parquet and summary.json in {out}")

@@ -40,11 +40,12 @@ def train_scorers(data_dir: Path, out: Path, which: list[str], seed: int,
                   evaluate: bool = True) -> dict[str, Any]:
     """Train the chosen scorers into ``out``; returns {name: {path, seconds, heldout}}."""
     from dynacure.io.atomic import write_json_atomic
-    from dynacure.runinfo import seed_everything
+    from dynacure.runinfo import absolute, seed_everything
     from dynacure.signals import alignment, models, toxicity
 
     if not data_dir.exists():
-        raise FileNotFoundError(f"{data_dir}: data directory not found (pass --data-dir ../shared/data)")
+        raise FileNotFoundError(f"{absolute(data_dir)}: data directory not found (pass --data-dir with the "
+                                "folder of the public datasets, or set DYNACURE_DATA)")
     seed_everything(seed)
     summary: dict[str, Any] = {}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

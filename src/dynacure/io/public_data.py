@@ -45,7 +45,9 @@ def _dir(data_dir: str | Path | None) -> Path:
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: public dataset file not found (is ../shared/data present?)")
+        # absolute: "../shared/data" means nothing once the message is read in another folder
+        raise FileNotFoundError(f"{Path(path).absolute()}: public dataset file not found (pass --data-dir or "
+                                f"set {DEFAULT_DATA_ENV} to the folder of the public datasets)")
     return path
 
 

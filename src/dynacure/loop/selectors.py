@@ -150,6 +150,7 @@ class LoopSelector(Selector):
         self.loop_learner: Learner | None = None  # the learner the loop trained and probed (after select)
         self.cost: dict[str, float] | None = None  # its work in the loop (selectors.models.model_cost)
         self.history: list[dict[str, Any]] = []
+        self.resumed_from_step = 0  # the policy checkpoint step the last learn resumed from (checkpoint_dir)
         self.probabilities_fn: Callable[[pd.DataFrame], np.ndarray] | None = None
         self.learned_agent: Any = None
         self.learned_env: Any = None
@@ -202,11 +203,13 @@ class LoopSelector(Selector):
         return build_learner(LearnerSpec(preset=cfg.learner_preset), seed, texts=sample["text"].tolist())
 
     def learn(
-        self, sample: pd.DataFrame, seed: int, learner: Learner | None = None
+        self, sample: pd.DataFrame, seed: int, learner: Learner | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Callable[[pd.DataFrame], np.ndarray]:
         """Run the loop on ``sample``; returns the learned policy as a table -> probabilities function.
 
-        ``learner``: the one handed in (``SelectionContext.learner``); the loop trains a copy of it."""
+        ``learner``: the one handed in (``SelectionContext.learner``); the loop trains a copy of it.
+        ``progress(step, total)`` after each policy step (``SelectionContext.progress``)."""
         from dynacure.loop.env import CurationEnv
         from dynacure.loop.probes import build_probes, reward_toxicity_scorer
         from dynacure.loop.trainer import LoopTrainer, make_agent
@@ -235,8 +238,10 @@ class LoopSelector(Selector):
             cfg,
             checkpoint_dir=self.checkpoint_dir,
             checkpoint_every=max(1, cfg.steps // 4) if self.checkpoint_dir else 0,
+            progress=progress,
         )
         self.history = trainer.run()
+        self.resumed_from_step = trainer.resumed_from
         self.learned_agent, self.learned_env = agent, env
         self.loop_learner = learner
         if learner is not None:
@@ -266,7 +271,7 @@ class LoopSelector(Selector):
         else:
             n = min(self.config.sample_size, len(table))
             sample = table.sample(n=n, random_state=ctx.seed % (2**32)).reset_index(drop=True)
-            fn = self.learn(sample, ctx.seed, ctx.learner)
+            fn = self.learn(sample, ctx.seed, ctx.learner, ctx.progress)
         self.probabilities_fn = fn
         step = self.config.apply_batch
         if self.engine == "ray":

@@ -58,11 +58,13 @@ class LoopTrainer:
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.progress = progress  # optional callable(step, total)
+        self.resumed_from = 0  # the checkpoint step the last ``run`` resumed from (0: it started afresh)
 
     def run(self, steps: int | None = None, resume: bool = True) -> list[dict[str, Any]]:
         total = steps if steps is not None else self.config.steps
         if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "latest.json").exists():
             self.load_checkpoint()
+            self.resumed_from = self.step
             obs, info = self.env.observation(), {"rows": self.env.rows.copy()}
         else:
             obs, info = self.env.reset(seed=self.config.seed)

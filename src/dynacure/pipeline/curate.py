@@ -13,6 +13,9 @@ reused on a rerun); select at the token budget; write
   exists. A rerun first removes it (and temporary files a killed run left), then redoes the work; attribute
   shards scored by the killed run are reused, and every file is written atomically and byte-deterministically,
   so a run killed at any point and rerun gives the same files as an uninterrupted run.
+  A loop strategy's policy learning checkpoints under ``OUT/policy-checkpoint/<key>`` and a rerun resumes
+  it (``_policy_checkpoint``); ``CurateResult.extra["resumed"]`` says what a rerun reused (attribute
+  shards, the policy step), which the CLI prints. Input paths are stored absolute and relative to OUT.
 
 Accounting: every record read is exactly one manifest row, so ``kept + dropped + quarantined ==
 records_read`` (checked before the summary is written).
@@ -25,8 +28,11 @@ writes the summary and run record.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +51,7 @@ from dynacure.pipeline.select import CAP_DROPPED, CAP_READMITTED, SelectStep, ap
 from dynacure.pipeline.strategies import selector_class
 from dynacure.pipeline.transform import TextTransform
 from dynacure.pipeline.write import MANIFEST_COLUMNS, WriteStep
-from dynacure.runinfo import seed_everything, write_run_info
+from dynacure.runinfo import absolute, seed_everything, write_run_info
 from dynacure.selectors.base import Selection, SelectionContext
 from dynacure.selectors.budget import check_budget
 from dynacure.selectors.reward import RewardWeights
@@ -57,6 +63,9 @@ log = logging.getLogger(__name__)
 
 SUMMARY_FORMAT_VERSION = 1
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
+# The input paths run.json keeps absolute and relative to OUT, so OUT reads from anywhere (runinfo).
+RUN_PATHS = ("corpus", "attributes", "target")
+POLICY_CHECKPOINTS = "policy-checkpoint"  # a loop strategy's policy learning, resumable (removed when done)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -107,6 +116,29 @@ def _start_clean(out: Path) -> None:
     for tmp in [*out.glob(".*.tmp"), *out.glob("attributes/*/.*.tmp")]:
         tmp.unlink(missing_ok=True)
 
+
+
+def _policy_checkpoint(selector: Any, out: Path, table: pd.DataFrame, seed: int, budget: float
+                       ) -> Path | None:
+    """Where a loop strategy's policy learning checkpoints, so that an interrupted curate resumes it:
+    ``OUT/policy-checkpoint/<key>``, the key a digest of the strategy's parameters, seed, budget and the
+    candidate ids, so a checkpoint of another run (or of a changed corpus) is never resumed. None for a
+    strategy that learns no policy here or checkpoints where its own ``checkpoint_dir`` says."""
+    if getattr(selector, "kind", None) != "loop" or getattr(selector, "policy_path", None) is not None:
+        return None
+    if getattr(selector, "checkpoint_dir", False) is not None:
+        return None
+    blob = json.dumps({"params": selector.params(), "seed": seed, "budget": budget}, sort_keys=True,
+                      default=str).encode()
+    ids = hashlib.sha1(blob)
+    for chunk in range(0, len(table), 100_000):  # chunked: no copy of a million-id string at once
+        ids.update("\n".join(map(str, table["id"].iloc[chunk:chunk + 100_000])).encode())
+    folder = out / POLICY_CHECKPOINTS / ids.hexdigest()[:16]
+    for stale in (out / POLICY_CHECKPOINTS).glob("*"):
+        if stale != folder:  # another run's, never resumed: do not let it pile up
+            shutil.rmtree(stale, ignore_errors=True)
+    selector.checkpoint_dir = str(folder)
+    return folder
 
 
 def _run_config(corpus: Path, strategy: str, budget: float, attributes: Any, target: Any,
@@ -194,16 +226,23 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     # ---- select ----------------------------------------------------------------------------------------
     if progress:
         progress("select", 0, 0)
-    ctx = SelectionContext(budget=budget, seed=seed, learner=learner, target_texts=target_texts)
+    policy_ckpt = _policy_checkpoint(selector, out, cand.table, seed, budget)
+    resumed = {"attribute_shards": sum(n for k, n in score.stats.items() if k.startswith("reused:"))
+               if score is not None else 0, "policy_step": 0}
+    policy_progress = (lambda done, total: progress("policy", done, total)) if progress else None
+    ctx = SelectionContext(budget=budget, seed=seed, learner=learner, target_texts=target_texts,
+                           progress=policy_progress)
     step = SelectStep(selector, ctx, disparity_cap)
     selection = step.run(cand.table, cand.membership)
     # What is left to do needs the tokens and sources only: free the attribute and text columns.
     table = cand.table = cand.table[["source", "n_tokens"]]
 
     # ---- write -----------------------------------------------------------------------------------------
+    if progress:
+        progress("write", 0, 0)
     transform = TextTransform.of(selection, redact_pii)
     repeated = WriteStep(out, out_shard_size, transform).run(
-        corpus, shard_size, cand, selection, {"curated_from": str(corpus), "strategy": strategy})
+        corpus, shard_size, cand, selection, {"curated_from": str(absolute(corpus)), "strategy": strategy})
 
     keep_mask = np.asarray(selection.keep, dtype=bool)
     reason_codes, reason_names = selection.reason.codes, selection.reason.categories
@@ -256,6 +295,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         raise RuntimeError(f"accounting error: kept + dropped + quarantined = {accounted} manifest rows for "
                            f"{summary['records_read']} records read")
     write_run_info(out, "curate", _run_config(corpus, strategy, budget, attributes, target, rw, redact_pii,
-                                              summary["params"], disparity_cap), seed)
+                                              summary["params"], disparity_cap), seed, paths=RUN_PATHS)
     write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
-    return CurateResult(out, summary, selection)
+    if policy_ckpt is not None:
+        resumed["policy_step"] = int(getattr(selector, "resumed_from_step", 0))
+        shutil.rmtree(out / POLICY_CHECKPOINTS, ignore_errors=True)  # a finished run resumes nothing
+    return CurateResult(out, summary, selection, {"resumed": resumed})

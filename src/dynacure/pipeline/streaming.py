@@ -542,7 +542,7 @@ def run(corpus: Path, attrs_dir: Path, out: Path, selector: Selector, strategy: 
     from dynacure.pipeline import curate as cur
     from dynacure.pipeline import read as rd
     from dynacure.pipeline import write as wr
-    from dynacure.runinfo import write_run_info
+    from dynacure.runinfo import absolute, write_run_info
 
     out.mkdir(parents=True, exist_ok=True)
     cur._start_clean(out)
@@ -623,7 +623,7 @@ def run(corpus: Path, attrs_dir: Path, out: Path, selector: Selector, strategy: 
                     raise RuntimeError(f"{corpus}: changed while curating (fewer shards now); rerun")
 
             write_corpus(kept_docs(), out, shard_size=out_shard_size,
-                         extra={"curated_from": str(corpus), "strategy": strategy}, check_ids=False)
+                         extra={"curated_from": str(absolute(corpus)), "strategy": strategy}, check_ids=False)
             rows.finish()
             if len(qrows):  # one table after the documents' rows, as the in-memory writer adds them
                 pw.write_table(pa.Table.from_pandas(qrows.astype({"id": str, "decision": str, "reason": str}),
@@ -663,7 +663,7 @@ def run(corpus: Path, attrs_dir: Path, out: Path, selector: Selector, strategy: 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     run_config["params"] = summary["params"]
-    write_run_info(out, "curate", run_config, seed)
+    write_run_info(out, "curate", run_config, seed, paths=cur.RUN_PATHS)
     write_json_atomic(out / cur.SUMMARY_FILE, summary)  # last: marks the run finished
     return cur.CurateResult(out, summary, None, {"streamed": True})
 

@@ -62,6 +62,8 @@ class SelectionContext:
     seed: int = 0
     learner: Learner | None = None  # the current model, for model-aware strategies (CoLoR, ICA, RL)
     target_texts: list[str] | None = None  # a small clean/target set (DSIR, CoLoR-Filter, ICA holdout)
+    # (done, total) of what a selector learns while selecting (the loop's policy steps), for a progress line
+    progress: Callable[[int, int], None] | None = None
 
 
 SelectorKind = Literal["rule", "score", "model", "loop"]

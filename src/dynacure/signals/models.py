@@ -66,9 +66,19 @@ def save_model(path: str | Path, model: SavedModel) -> Path:
     return folder
 
 
+def train_scorer_hint(folder: Path, which: str) -> str:
+    """The `dynacure train-scorer` command that builds the model ``folder`` should hold, with absolute paths
+    (the data folder found from here, the model root), so it works when pasted in any folder."""
+    from dynacure.io.public_data import default_data_dir
+    from dynacure.runinfo import command_line
+
+    return command_line("train-scorer", "--data-dir", default_data_dir(), "--out", Path(folder).parent,
+                        "--which", which)
+
+
 def missing_message(folder: Path, which: str) -> str:
-    return (f"{folder}: no trained {which!r} model found; run `dynacure train-scorer --data-dir "
-            f"../shared/data --out {folder.parent} --which {which}` (or set {HOME_ENV})")
+    return (f"{folder}: no trained {which!r} model found; run `{train_scorer_hint(folder, which)}` "
+            f"(or set {HOME_ENV})")
 
 
 def load_model(path: str | Path, kind: str, which: str | None = None) -> SavedModel:

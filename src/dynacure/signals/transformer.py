@@ -46,7 +46,14 @@ from dynacure.config import StrictModel
 from dynacure.io.atomic import atomic_path, write_json_atomic
 from dynacure.io.jsonfile import read_versioned
 from dynacure.signals.base import Resources, Signal, register_signal
-from dynacure.signals.models import ModelMissingError, SavedModel, load_model, resolve, save_model
+from dynacure.signals.models import (
+    ModelMissingError,
+    SavedModel,
+    load_model,
+    resolve,
+    save_model,
+    train_scorer_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -758,8 +765,8 @@ class TransformerToxicitySignal(Signal):
     def __init__(self, model_dir: str | Path | None = None, batch_size: int = 64) -> None:
         folder = resolve(TOXICITY_TRANSFORMER, model_dir)
         if not (folder / "meta.json").exists():
-            raise ModelMissingError(f"{folder}: no trained toxicity transformer; run `dynacure train-scorer "
-                                    f"--data-dir ../shared/data --out {folder.parent} --which transformer`")
+            raise ModelMissingError(f"{folder}: no trained toxicity transformer; run "
+                                    f"`{train_scorer_hint(folder, 'transformer')}`")
         self.model = TransformerScorer.load(folder)
         self.batch_size = batch_size
         self.columns = tuple(self.model.categories)  # type: ignore[misc]
