@@ -227,3 +227,43 @@ def test_curate_loop_prints_policy_steps_and_a_rerun_says_what_it_resumed(tmp_pa
     # the resumed run decides exactly as the uninterrupted one
     pd.testing.assert_frame_equal(pd.read_parquet(out / "manifest.parquet"),
                                   pd.read_parquet(tmp_path / "whole" / "manifest.parquet"))
+
+
+def _train_args(corpus: Path, out: Path, *extra: str) -> list:
+    return ["train", corpus, "--out", out, "--preset", "nano", "--max-tokens", "2500", "--batch-size", "4",
+            "--checkpoint-every", "4", "--device", "cpu", "--no-progress", *extra]
+
+
+def test_train_resume_says_from_which_step_and_a_trained_model_is_kept(tmp_path, monkeypatch):
+    from dynacure.learners import training
+
+    corpus = _corpus(tmp_path / "own.jsonl", n=120)
+    model = tmp_path / "model"
+    save = training._save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):  # Ctrl-C right after the checkpoint of step 4
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_interrupt)
+    assert _invoke(_train_args(corpus, model), tmp_path / "home").exit_code == 130
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    res = _ok(_invoke(_train_args(corpus, model), tmp_path / "home"))
+    found = re.search(r"resumed from step 4 of (\d+); trained (\d+) steps \((\d+) in this run\)", res.stdout)
+    assert found, res.stdout
+    total, trained, now = map(int, found.groups())
+    assert total == trained > 4 and now == total - 4
+    record = json.loads((model / "run.json").read_text())
+    assert record["config"]["curated"] == str(corpus)
+    assert record["relative_paths"]["curated"] == os.path.join("..", "own.jsonl")
+
+    # another run's model is not replaced without a word; the same run is (it resumes at its end)
+    line = _one_error(_invoke(_train_args(corpus, model, "--seed", "1"), tmp_path / "home"))
+    assert f"{model}: holds the finished output of another run, `dynacure train`" in line
+    assert "seed 0 -> 1" in line and "--overwrite" in line
+    assert f"resumed from step {total} of {total}" in _ok(_invoke(_train_args(corpus, model),
+                                                                  tmp_path / "home")).stdout
+    cur = tmp_path / "cur"
+    _ok(_invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", cur], tmp_path / "home"))
+    line = _one_error(_invoke(_train_args(corpus, cur), tmp_path / "home"))
+    assert "`dynacure curate`" in line and "`dynacure train` would write over it" in line

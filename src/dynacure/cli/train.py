@@ -21,7 +21,7 @@ from typing import Any
 import typer
 
 from dynacure.cli.errors import cli_errors
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ def register(app: typer.Typer) -> None:
             0, "--threads", help="torch CPU threads (0: torch's default; experiment cells train with 1)."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (stderr)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Train a learner on a curated corpus, or fine-tune a pre-trained base on it (--base)."""
         import torch
@@ -182,6 +183,11 @@ def register(app: typer.Typer) -> None:
         if threads < 0:
             raise ValueError(f"--threads must be >= 0, got {threads}")
         folder = base_folder(base, preset, data_dir) if base is not None else None
+        # another run's model in OUT is refused before any work; the same run resumes its checkpoint
+        claim = claim_out_dir(out, "train", make_request(
+            {"curated": curated, "manifest": manifest, "base": folder, "hf_model": hf_model},
+            preset=preset, max_tokens=max_tokens, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
+            warmup_steps=warmup_steps), overwrite=overwrite)
         seed_everything(seed)
         texts, weights = _training_docs(curated, manifest)
         before = torch.get_num_threads()
@@ -222,10 +228,16 @@ def register(app: typer.Typer) -> None:
             from dynacure.experiments.runner import model_digest
 
             extra["base_digest"] = model_digest(folder)  # a rebuilt base gives another digest
-        write_run_info(out, "train", config, seed, extra=extra)
+        # input paths absolute and relative to OUT: the model folder reads from anywhere (runinfo)
+        write_run_info(out, "train", config, seed, extra=extra,
+                       paths=("curated", "base", "hf_model", "manifest"))
+        claim.finish()
+        done = tlog.resumed_from_step
+        resumed = (f"resumed from step {done} of {tlog.planned_steps}; " if done else "")
+        now = f" ({tlog.steps - done} in this run)" if done else ""
         typer.echo(
-            f"trained {tlog.steps} steps on {tlog.tokens_seen:,} tokens in {tlog.seconds:.0f}s; "
-            f"model in {out}"
+            f"{resumed}trained {tlog.steps} steps{now} on {tlog.tokens_seen:,} tokens in "
+            f"{tlog.seconds:.0f}s; model in {out}"
         )
 
 
