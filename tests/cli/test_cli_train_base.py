@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 from dynacure.cli.main import app
 from dynacure.experiments.cells import MODEL_DIR
 from dynacure.io.demo_corpus import generate_demo_corpus
+from dynacure.io.readers import read_documents
 from dynacure.io.writers import write_corpus
 from dynacure.learners import load_learner
 from dynacure.learners.pretrain import BaseConfig, build_base
 
 # The smallest base that is still a base: nano, pre-trained on 2k tokens, one curve point.
 BASE = {"max_tokens": 2000, "eval_every": 1000, "eval_words": 200, "tokenizer_docs": 200, "test_words": 200}
-SEED, BUDGET, TOKENS, LR = 3, 0.8, 600, 1e-3
+SEED, BUDGET, TOKENS, LR = 3, 0.8, 6000, 1e-3  # 6000 tokens: ~30 of the 81 kept docs, re-routed ones too
 PARAMS = {"signal": "profanity"}  # the classifier re-routes some documents: the texts carry its prefix
 
 
@@ -89,6 +90,8 @@ def test_train_base_gives_the_cell_model(shared_data: Path, tmp_path: Path,
     curated = tmp_path / "curated"
     _invoke("curate", corpus, "--strategy", "classifier", "--budget", BUDGET, "--seed", SEED, "--attributes",
             runs / "attributes", "--param", f"signal={PARAMS['signal']}", "--out", curated)
+    # re-routed documents carry a loss weight below 1, which train reads as the cell does
+    assert any(d.meta.get("curate_weight", 1.0) < 1.0 for d in read_documents(curated))
     model = tmp_path / "model"
     _invoke("train", curated, "--base", base, "--max-tokens", TOKENS, "--seed", SEED, "--lr", LR,
             "--threads", 1, "--device", "cpu", "--no-progress", "--out", model)
@@ -118,7 +121,8 @@ def test_train_base_gives_the_cell_model(shared_data: Path, tmp_path: Path,
     assert "still being built" in _refused("train", curated, "--base", building, "--out", tmp_path / "x")
     # 'pretrained' is the default base of $DYNACURE_HOME, not built here: the error says how to build it
     assert "dynacure pretrain" in _refused("train", curated, "--base", "pretrained", "--out", tmp_path / "x")
-    assert "--hf-model" in _refused("train", curated, "--base", base, "--hf-model", base, "--out", tmp_path / "x")
+    both = _refused("train", curated, "--base", base, "--hf-model", base, "--out", tmp_path / "x")
+    assert "--base and --hf-model" in both
     assert not (tmp_path / "x").exists()
 
 
