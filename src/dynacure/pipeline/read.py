@@ -63,12 +63,24 @@ def _str_array(values: list[str]) -> pd.Series:
 
 def _read_ids(corpus: Path, shard_size: int) -> pd.Series:
     """The ids of the readable documents, in reading order (Arrow strings)."""
+    return _read_ids_and_digests(corpus, shard_size, with_digests=False)[0]
+
+
+def _read_ids_and_digests(corpus: Path, shard_size: int, with_digests: bool = True
+                          ) -> tuple[pd.Series, np.ndarray]:
+    """The ids of the readable documents, in reading order (Arrow strings), and their texts' digests
+    (``text_digest`` as uint64: 8 bytes a document)."""
     from dynacure.io.quarantine import Quarantine
     from dynacure.io.readers import iter_shards
 
-    parts = [_str_array([d.id for d in shard.docs])
-             for shard in iter_shards(corpus, shard_size=shard_size, quarantine=Quarantine())]
-    return pd.concat(parts, ignore_index=True) if parts else _str_array([])
+    parts, digests = [], []
+    for shard in iter_shards(corpus, shard_size=shard_size, quarantine=Quarantine()):
+        parts.append(_str_array([d.id for d in shard.docs]))
+        digests.append(np.array([int(text_digest(d.text), 16) for d in shard.docs] if with_digests else [],
+                                dtype=np.uint64))
+    if not parts:
+        return _str_array([]), np.zeros(0, dtype=np.uint64)
+    return pd.concat(parts, ignore_index=True), np.concatenate(digests)
 
 
 def _quarantine_rows(entries: list[dict[str, Any]], corpus: Path) -> pd.DataFrame:
@@ -111,8 +123,6 @@ class ReadStep:
         # corpus's (same ids, same order): then no table of every id and score is ever loaded.
         attr_parts: dict[str, list[np.ndarray]] | None = {} if use_signals else None
         digests: list[np.ndarray] = []
-        # The text digest of every document (8 bytes each) for the join path's check of stored attributes.
-        text_digs: list[np.ndarray] = []
         source_code: dict[str, int] = {}  # sources as category codes: 4 bytes per document, not a string
         sources: list[np.ndarray] = []
         ntoks: list[np.ndarray] = []
@@ -125,9 +135,6 @@ class ReadStep:
                 if self.score is not None:
                     self.score.run(shard.name, shard.docs)
                 shard_ids = [d.id for d in shard.docs]
-                if use_signals:
-                    text_digs.append(np.array([int(text_digest(d.text), 16) for d in shard.docs],
-                                              dtype=np.uint64))
                 if attr_parts is not None and shard.docs:
                     cols = shard_attributes(self.attrs_dir, use_signals, shard.name, shard_ids,
                                             [d.text for d in shard.docs])
@@ -180,8 +187,7 @@ class ReadStep:
         read_pos = np.arange(n_docs_read, dtype=np.int64)
         missing: list[pd.DataFrame] = []
         if use_signals:
-            table, read_pos, doc_digests, missing = self._join(table, read_pos, doc_digests, use_signals,
-                                                               np.concatenate(text_digs))
+            table, read_pos, doc_digests, missing = self._join(table, read_pos, doc_digests, use_signals)
         parts = [*missing, qrows] if len(qrows) else missing
         quarantined = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {c: [] for c in QUARANTINE_COLUMNS})
@@ -213,12 +219,11 @@ class ReadStep:
                     "corpus (dynacure score CORPUS --out SAME_FOLDER re-scores what changed)")
 
     def _join(self, table: pd.DataFrame, read_pos: np.ndarray, doc_digests: np.ndarray,
-              use_signals: list[str], text_digs: np.ndarray
-              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[pd.DataFrame]]:
+              use_signals: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[pd.DataFrame]]:
         """Attach the attributes whose shards did not line up with the corpus's: the rare case, a join on
-        id, for which the ids are read again (and each document's stored text digest is checked)."""
+        id, for which the ids are read again (with their texts' digests, to check the stored ones)."""
         missing: list[pd.DataFrame] = []
-        table["id"] = _read_ids(self.corpus, self.shard_size)
+        table["id"], text_digs = _read_ids_and_digests(self.corpus, self.shard_size)
         self._check_digests(table["id"], text_digs, use_signals)
         attrs = read_attributes(self.attrs_dir, use_signals)
         if len(attrs) == len(table) and bool(attrs["id"].astype("str").reset_index(drop=True)
