@@ -28,7 +28,7 @@ from rich.table import Table
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors, error_message
 from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, quarantine_reasons, start_clean_run
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 
 console = make_console()
 
@@ -134,11 +134,13 @@ def print_summary(summary: Any, out: Path) -> list[str]:
     for name in summary.signals:
         n_changed = summary.rescored_docs.get(name, 0)
         if n_changed:
+            n_shards = summary.changed_shards.get(name, 0)
             first = ", ".join(summary.changed_ids.get(name, []))
             more = ", ..." if n_changed > len(summary.changed_ids.get(name, [])) else ""
-            console.print(f"[yellow]{name}: re-scored {n_changed:,} document{'s' if n_changed != 1 else ''} "
-                          f"whose text changed since it was scored ({summary.changed_shards.get(name, 0)} "
-                          f"shards; {first}{more})[/]")
+            docs = f"{n_changed:,} document{'s' if n_changed != 1 else ''}"
+            shards = f"{n_shards} shard{'s' if n_shards != 1 else ''}"
+            console.print(f"[yellow]{name}: re-scored {docs} whose text changed since it was scored "
+                          f"({shards}; {first}{more})[/]")
         if summary.undigested_shards.get(name, 0):
             console.print(f"[yellow]{name}: re-scored {summary.undigested_shards[name]} shards scored by an "
                           "older dynacure (no text digests to tell what changed)[/]")
@@ -171,6 +173,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
         text_field: str | None = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
         allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help=ALLOW_QUARANTINE_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Score every document of CORPUS with each signal into attribute tables (resumable per shard)."""
         from dynacure.io.readers import text_field_default
@@ -185,6 +188,9 @@ def register(app: typer.Typer) -> None:
             from dynacure.engines.ray import score_corpus
         else:
             from dynacure.engines.local import score_corpus
+        # ATTRS holding another command's run, or the scores of another corpus, is refused before any work;
+        # more signals of the same corpus may be added (the request is the corpus)
+        claim = claim_out_dir(out, "score", make_request({"corpus": corpus}), overwrite=overwrite)
         run = start_clean_run(out, "score")
         try:
             with text_field_default(text_field, auto=True) as choices:
@@ -204,5 +210,6 @@ def register(app: typer.Typer) -> None:
             msg = f"{corpus}: {share}"
             run.failed(msg)
             raise ValueError(msg)
+        claim.finish()
         if errors:
             raise typer.Exit(1)
