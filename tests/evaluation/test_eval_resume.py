@@ -25,8 +25,8 @@ class Stop(Exception):
 
 def _prompts(tmp_path: Path, n: int = 18) -> Path:
     p = tmp_path / "prompts.jsonl"
-    p.write_text("".join(json.dumps({"prompt": f"prompt number {i}", "kind": "toxic" if i % 2 else "nontoxic"})
-                         + "\n" for i in range(n)))
+    rows = [{"prompt": f"prompt number {i}", "kind": "toxic" if i % 2 else "nontoxic"} for i in range(n)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return p
 
 

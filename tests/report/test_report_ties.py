@@ -67,7 +67,8 @@ def ci_like(tmp_path: Path) -> Path:
 def test_a_headline_equal_for_every_strategy_gives_way_to_one_that_differs(ci_like: Path) -> None:
     data = load_run(ci_like)
     assert pick_metric(data.results, SAFETY_METRICS) == ("toxicity", "expected_max_toxicity")
-    assert pick_metric(data.results, SAFETY_METRICS, informative=False) == ("toxicity", "toxicity_probability")
+    first = pick_metric(data.results, SAFETY_METRICS, informative=False)
+    assert first == ("toxicity", "toxicity_probability")
     page = render_report(data)
     assert "Toxicity probability is 0 for every strategy, so it ranks nothing; the headline uses " \
            "expected max. toxicity instead." in page
