@@ -20,7 +20,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -29,6 +29,11 @@ from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors, error_message
 from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, quarantine_reasons, start_clean_run
 from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
+
+if TYPE_CHECKING:  # the readers import pyarrow: not at CLI start-up
+    from rich.console import Console
+
+    from dynacure.io.readers import TextFieldChoices
 
 console = make_console()
 
@@ -40,7 +45,7 @@ TEXT_FIELD_HELP = ("the record field (JSONL) or column (Parquet) holding the tex
 SHOW_FILES = 10  # files listed by name when their text field was picked
 
 
-def print_text_fields(choices: Any, out: Any = None) -> None:
+def print_text_fields(choices: TextFieldChoices, out: Console | None = None) -> None:
     """Say which files were read from another text field than the one asked for (and why)."""
     out = out or console
     switched = choices.switched() if choices else []
