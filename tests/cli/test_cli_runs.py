@@ -267,3 +267,19 @@ def test_train_resume_says_from_which_step_and_a_trained_model_is_kept(tmp_path,
     _ok(_invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", cur], tmp_path / "home"))
     line = _one_error(_invoke(_train_args(corpus, cur), tmp_path / "home"))
     assert "`dynacure curate`" in line and "`dynacure train` would write over it" in line
+
+
+def test_experiment_folders_and_other_runs_are_not_mixed(tmp_path):
+    corpus = _corpus(tmp_path / "own.jsonl")
+    cur = tmp_path / "cur"
+    _ok(_invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", cur], tmp_path / "home"))
+    for args in (["experiment", "--preset", "ci"], ["adapt", "--steps", "20", "--switch-at", "20"]):
+        line = _one_error(_invoke([*args, "--out", cur], tmp_path / "home"))
+        assert "`dynacure curate`" in line and f"`dynacure {args[0]}` would write over it" in line, line
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "experiment.json").write_text(json.dumps({"format_version": 1, "config": {"name": "ci"}}))
+    line = _one_error(_invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", runs],
+                              tmp_path / "home"))
+    assert "`dynacure experiment` (name='ci')" in line and "--overwrite" in line
+    assert sorted(os.listdir(runs)) == ["experiment.json"]

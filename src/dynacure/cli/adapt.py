@@ -11,7 +11,7 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 
 
 def _fmt(x: object) -> str:
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
             "pretrain`, fine-tuned in the loop)."),
         transfer_steps: int = typer.Option(120, "--transfer-steps", help="Loop steps per transfer run."),
         seed: int = typer.Option(0, "--seed"),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Reward switch mid-run: re-adaptation steps of learned policies vs a static filter, plus policy
         transfer from a nano to a larger learner. Writes OUT/adapt.json and OUT/adaptivity.png."""
@@ -86,6 +87,8 @@ def register(app: typer.Typer) -> None:
             AdaptConfig,
             origin="dynacure adapt",
         )
+        # another run's output in OUT is refused before any work (the same config re-runs)
+        claim = claim_out_dir(out, "adapt", make_request(**cfg.model_dump()), overwrite=overwrite)
         console = make_console(stderr=True)
         with Progress(
             TextColumn("{task.description}"),
@@ -101,6 +104,7 @@ def register(app: typer.Typer) -> None:
                 prog.update(task, description=what, completed=done, total=total)
 
             result = run_adaptivity(cfg, out, progress)
+        claim.finish()
         t = Table(
             title=f"re-adaptation after the switch at step {switch_at} "
             f"({result['switch']['reward_a']} -> {result['switch']['reward_b']})"

@@ -9,6 +9,7 @@ import typer
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import OVERWRITE_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +25,7 @@ def register(app: typer.Typer) -> None:
         policy_steps: int | None = typer.Option(None, "--policy-steps", hidden=True, min=1),
         prompts: int = typer.Option(50, "--prompts", hidden=True, min=1),
         samples: int = typer.Option(8, "--samples", hidden=True, min=1),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Generate a corpus, score it, curate with B0/B1/B2 and an RL policy, train, evaluate, report."""
         from dynacure.cli.paths import check_out_path
@@ -31,9 +33,9 @@ def register(app: typer.Typer) -> None:
         check_out_path(out, "dir")
         import torch
 
-        from dynacure.cli.experiment import RichEvents, progress_bar, summary_table
+        from dynacure.cli.experiment import RichEvents, open_runs, progress_bar, summary_table
         from dynacure.experiments.demo import demo_config
-        from dynacure.experiments.runner import describe_reuse, open_workspace, run_experiment
+        from dynacure.experiments.runner import describe_reuse, run_experiment
         from dynacure.report.html import build_report
 
         # One thread: the demo's models are so small that a second thread only adds synchronisation
@@ -45,10 +47,12 @@ def register(app: typer.Typer) -> None:
         console.print("[bold]dynacure demo[/]: generated corpus -> scores -> B0 random, B1 heuristic, "
                       f"B2 classifier, RL {policy} -> a small GPT per strategy at equal tokens -> "
                       "toxicity + perplexity -> report")
+        # Checked before any work: a folder made with another config or environment (or holding another
+        # command's run) is refused here unless --overwrite, and a resume says plainly what it reuses.
+        replaced = open_runs(cfg, out, "demo", overwrite)
+        if replaced:
+            console.print(replaced, soft_wrap=True, highlight=False, markup=False)
         if (out / "experiment.json").exists():
-            # Checked before any work: a folder made with another config or environment is refused here,
-            # and a resume says plainly what it reuses.
-            open_workspace(cfg, out)
             reuse = describe_reuse(cfg, out)
             if reuse:
                 console.print(reuse)

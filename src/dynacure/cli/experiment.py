@@ -1,10 +1,16 @@
 """`dynacure experiment CONFIG.toml --out RUNS`: strategies x seeds x budgets x reward weights from one
-config, resumable, into one results table (RUNS/results.parquet)."""
+config, resumable, into one results table (RUNS/results.parquet).
+
+RUNS made by another experiment config (or holding another command's run) is refused unless
+``--overwrite``, which empties RUNS first (``open_runs``): an experiment's cells of another config are not
+to be reused, so replacing means starting over.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -20,7 +26,37 @@ from rich.table import Table
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
+
+if TYPE_CHECKING:
+    from dynacure.experiments.config import ExperimentConfig
+
+
+def open_runs(cfg: ExperimentConfig, out: Path, command: str, overwrite: bool) -> str | None:
+    """Check RUNS before any work: refuse another command's run there and an experiment of another config
+    or environment (``runner.open_workspace``'s refusal, with the flag added) unless ``overwrite``, which
+    empties RUNS. Returns the line saying what was replaced, or None."""
+    import shutil
+
+    from dynacure.config import ConfigError
+    from dynacure.experiments.runner import open_workspace
+
+    claim = claim_out_dir(out, command, make_request(), overwrite=overwrite)
+    replaced = ", ".join(claim.replaced) or None
+    if not (out / "experiment.json").exists():
+        return f"--overwrite: replaced {replaced} in {out}" if replaced else None
+    try:
+        open_workspace(cfg, out)
+    except ConfigError as exc:
+        if not overwrite:
+            raise ConfigError(f"{exc}; or pass --overwrite to replace it") from None
+        for entry in out.iterdir():  # the other experiment's cells may not be reused: start over
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return f"--overwrite: emptied {out} (it held an experiment of another config: {exc})"
+    return None
 
 
 class RichEvents:
@@ -218,6 +254,7 @@ def register(app: typer.Typer) -> None:
             help="Save each cell's trained learner in RUNS/cells/<cell>/model (open it with load_learner or "
                  "`dynacure evaluate`); finished cells without one are run again.",
         ),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Run a comparison grid (strategy x seed x budget x reward weights); skips finished cells."""
         from dynacure.experiments.config import load_experiment_config, load_preset, preset_names
@@ -233,6 +270,9 @@ def register(app: typer.Typer) -> None:
         if workers is not None and workers < 1:
             raise ValueError("--workers must be >= 1")
         console = make_console(stderr=True)
+        replaced = open_runs(cfg, out, "experiment", overwrite)
+        if replaced:
+            console.print(replaced, soft_wrap=True, highlight=False, markup=False)
         from dynacure.experiments.cells import expand_grid
 
         n_cells = len(expand_grid(cfg))

@@ -41,6 +41,9 @@ OutKind = Literal["dir", "file"]
 # Commands whose record sits beside another run's output by design (one file written into its folder).
 BESIDE_COMMANDS = frozenset({"evaluate", "audit", "report"})
 OVERWRITE_HELP = "Replace another run's finished output in --out (refused otherwise)."
+# `dynacure demo` runs an experiment: both write RUNS/experiment.json, whose config the runner checks.
+EXPERIMENT_COMMANDS = frozenset({"experiment", "demo"})
+EXPERIMENT_FILE = "experiment.json"
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -124,6 +127,19 @@ def describe_run(record: dict[str, Any], limit: int = 5) -> str:
     return f"`dynacure {record.get('command')}`" + (f" ({', '.join(shown[:limit])}{more})" if shown else "")
 
 
+def _experiment_record(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """A RUNS folder's ``experiment.json`` as a run record (an experiment writes no ``run.json`` there)."""
+    path = folder / EXPERIMENT_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        info = None
+    if not isinstance(info, dict):
+        return []
+    cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
+    return [(path, {"command": "experiment", "config": {"name": cfg.get("name")}})]
+
+
 @dataclass
 class OutClaim:
     """An output folder checked for ``command``; ``finish`` stores the request in the run's record."""
@@ -144,7 +160,9 @@ def claim_out_dir(out: str | os.PathLike[str], command: str, request: dict[str, 
     right before the work: with ``overwrite`` it removes the replaced runs' records."""
     path = check_out_path(out, "dir", option=option)
     conflicts = []
-    for record_path, record in read_run_records(path):
+    for record_path, record in [*read_run_records(path), *_experiment_record(path)]:
+        if record["command"] in EXPERIMENT_COMMANDS and command in EXPERIMENT_COMMANDS:
+            continue  # an experiment checks its own config on resume (experiments.runner.open_workspace)
         other = record["command"]
         if other in BESIDE_COMMANDS:
             continue

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 
 app = typer.Typer(no_args_is_help=True)
 console = make_console()
@@ -27,6 +27,7 @@ def build(
                                             help="keep a seeded sample of at most this many per source"),
     source: list[str] = typer.Option(None, "--source",
                                      help="only these sources (repeatable; default: all)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Compose the raw pool: clean WikiText-2/PTB/HH-RLHF text plus the pool part of the toxicity sets.
 
@@ -41,6 +42,10 @@ def build(
     data = data_dir if data_dir is not None else default_data_dir()
     chosen = list(source) if source else None
     names = chosen or list(POOL_SOURCES)
+    # another run's output in OUT is refused before any work (the same build re-runs)
+    claim = claim_out_dir(out, "pool build", make_request(
+        {"data_dir": data}, seed=seed, shard_size=shard_size, max_docs_per_source=max_docs_per_source,
+        sources=names), overwrite=overwrite)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=make_console(stderr=True), transient=True) as progress:
         task = progress.add_task("reading sources", total=len(names))
@@ -52,7 +57,8 @@ def build(
                              max_docs_per_source=max_docs_per_source, sources=chosen, on_source=done)
     write_run_info(out, "pool build",
                    {"data_dir": str(data), "seed": seed, "shard_size": shard_size,
-                    "max_docs_per_source": max_docs_per_source, "sources": names}, seed)
+                    "max_docs_per_source": max_docs_per_source, "sources": names}, seed, paths=("data_dir",))
+    claim.finish()
     console.print(composition_table(summary))
     console.print(f"wrote {summary.n_docs:,} documents in {summary.n_shards} shards to {out} "
                   f"(composition in {out / 'corpus.json'})")

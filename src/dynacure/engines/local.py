@@ -152,7 +152,8 @@ def finish(summary: ScoreSummary, stats: ReadStats, quar: Quarantine, started: f
     summary.wall_seconds = time.perf_counter() - started
     config = {"corpus": str(corpus_path), "signals": summary.signals, "engine": summary.engine,
               "shard_size": shard_size, "workers": workers, "signal_kwargs": kwargs}
-    write_run_info(summary.attrs_dir, "score", config, seed=seed, extra={"summary": summary.to_dict()})
+    write_run_info(summary.attrs_dir, "score", config, seed=seed, extra={"summary": summary.to_dict()},
+                   paths=("corpus",))  # absolute and relative to ATTRS: readable from anywhere
     return summary
 
 
