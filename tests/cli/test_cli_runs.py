@@ -283,3 +283,18 @@ def test_experiment_folders_and_other_runs_are_not_mixed(tmp_path):
                               tmp_path / "home"))
     assert "`dynacure experiment` (name='ci')" in line and "--overwrite" in line
     assert sorted(os.listdir(runs)) == ["experiment.json"]
+
+
+def test_train_scorer_does_not_replace_a_model_of_another_seed(tmp_path):
+    models = tmp_path / "models"
+    (models / "judge").mkdir(parents=True)
+    meta = {"format_version": 1, "kind": "ngram", "seed": 3, "part": "judge"}
+    (models / "judge" / "meta.json").write_text(json.dumps(meta))
+    args = ["train-scorer", "--which", "judge", "--data-dir", tmp_path / "no-data", "--out", models]
+    line = _one_error(_invoke(args, tmp_path / "home"))
+    assert f"{models / 'judge'}: holds the finished output of another run, a judge model trained" in line
+    assert "with seed 3; this run has seed 0" in line and "--overwrite" in line
+    assert json.loads((models / "judge" / "meta.json").read_text()) == meta
+    # with --overwrite it goes on (here to the missing data folder), the same seed never asks
+    assert "data directory not found" in _one_error(_invoke([*args, "--overwrite"], tmp_path / "home"))
+    assert "data directory not found" in _one_error(_invoke([*args, "--seed", "3"], tmp_path / "home"))

@@ -20,7 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dynacure.cli.console import make_console
 from dynacure.cli.errors import cli_errors
-from dynacure.cli.paths import check_out_path
+from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 
 log = logging.getLogger(__name__)
 CHOICES = ("ngram", "minilm", "judge", "alignment", "transformer")
@@ -125,6 +125,32 @@ def reevaluate_scorers(data_dir: Path, out: Path, which: list[str]) -> dict[str,
     return summary
 
 
+def check_replacing(out: Path, which: list[str], seed: int, overwrite: bool) -> list[str]:
+    """Refuse to retrain a model ``out`` holds that was trained with another seed (another run's finished
+    model: the scores of every later run would change without a word) unless ``overwrite``; returns the
+    models it replaces, described."""
+    import json
+
+    from dynacure.signals import models
+
+    folders = {"ngram": models.TOXICITY_NGRAM, "minilm": models.TOXICITY_MINILM, "judge": models.JUDGE,
+               "alignment": models.ALIGNMENT, "transformer": "toxicity_transformer"}
+    replaced: list[tuple[Path, str]] = []
+    for name in which:
+        meta_path = out / folders[name] / models.META_FILE
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            meta = {}  # not a model this version reads: nothing to protect
+        if isinstance(meta, dict) and meta.get("seed") not in (None, seed):
+            replaced.append((meta_path.parent, f"a {name} model trained with seed {meta['seed']}"))
+    if replaced and not overwrite:
+        folder, what = replaced[0]
+        raise ValueError(f"{folder}: holds the finished output of another run, {what}; this run has seed "
+                         f"{seed}. Pass --overwrite to replace it, or choose another --out folder")
+    return [f"{folder} ({what})" for folder, what in replaced]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train-scorer")
     @cli_errors
@@ -139,6 +165,7 @@ def register(app: typer.Typer) -> None:
         eval_only: bool = typer.Option(False, "--eval-only",
                                        help="Recompute the held-out figures of the saved models (ngram, "
                                        "minilm, judge, transformer) without training."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Train the learned scorers (reward toxicity, judge, alignment) with held-out metrics."""
         from dynacure.io.public_data import default_data_dir
@@ -152,6 +179,11 @@ def register(app: typer.Typer) -> None:
         torch.set_num_threads(1)  # the machine is shared; MiniLM encoding is the only torch work here
         if eval_only and no_eval:
             raise ValueError("--eval-only and --no-eval exclude each other")
+        # a models folder is no place for another command's run, and a model of another seed is not
+        # replaced without --overwrite (a retrain with the same seed is the same run)
+        claim_out_dir(target, "train-scorer", make_request(), overwrite=overwrite)
+        if not eval_only:
+            check_replacing(target, chosen, seed, overwrite)
         if eval_only:
             summary = reevaluate_scorers(data_dir or default_data_dir(), target, chosen)
         else:
