@@ -167,6 +167,14 @@ def register(app: typer.Typer) -> None:
         text_field: str | None = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
         allow_quarantine: bool = typer.Option(False, "--allow-quarantine", help=ALLOW_QUARANTINE_HELP),
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+        propose_labels: int | None = typer.Option(
+            None, "--propose-labels", metavar="N",
+            help="Write the N documents whose labels would help most to OUT/labels/proposal-RR.jsonl (id, "
+                 "text, why) and stop (strategy raft_labels); label them, then run again with --labels."),
+        labels: Path | None = typer.Option(
+            None, "--labels", metavar="FILE",
+            help="Your labels of the proposed documents (JSONL lines: id, label 1 toxic / 0 not): finish "
+                 "the selection, or with --propose-labels propose the next round."),
     ) -> None:
         """Select documents with a strategy at a token budget; write the curated corpus and a manifest."""
         from dynacure.io.readers import list_data_files, text_field_default
@@ -186,6 +194,13 @@ def register(app: typer.Typer) -> None:
             raise ValueError("--shard-size and --out-shard-size must be >= 1")
         if disparity_cap is not None and not disparity_cap >= 1.0:
             raise ValueError(f"--disparity-cap takes a ratio >= 1, got {disparity_cap}")
+        if propose_labels is not None and propose_labels < 1:
+            raise ValueError(f"--propose-labels takes a number of documents >= 1, got {propose_labels}")
+        if labels is not None and not labels.is_file():
+            raise FileNotFoundError(f"{labels}: labels file not found (--labels)")
+        labelling = None if propose_labels is None and labels is None else {
+            "labels_dir": out / "labels", "propose_labels": propose_labels,
+            "labels_file": str(labels) if labels is not None else None}
         # bad strategy parameters are refused here, before any output exists
         build_strategy(strategy, selector_class(strategy), params)
         # Another run's finished output in OUT is refused here, before any work (the same run resumes).
@@ -206,7 +221,7 @@ def register(app: typer.Typer) -> None:
                 result = curate(corpus, out, strategy, budget, attributes=attributes, target=target,
                                 seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
                                 shard_size=shard_size, out_shard_size=out_shard_size, progress=progress,
-                                disparity_cap=disparity_cap)
+                                disparity_cap=disparity_cap, labelling=labelling)
             except INPUT_ERRORS as exc:
                 msg = error_message(exc)
                 if "no readable documents" in msg:
@@ -214,6 +229,10 @@ def register(app: typer.Typer) -> None:
                 run.failed(msg)
                 raise ValueError(msg) from None
         print_text_fields(choices, console)
+        if "labels_proposed" in result.extra:  # step one of two: a person labels the proposal
+            make_console().print(str(result.extra["labels_proposed"]), soft_wrap=True, highlight=False,
+                                 markup=False)
+            return
         got = result.summary  # most of the input quarantined: a failure unless --allow-quarantine
         share = quarantine_share_error(got["quarantined"], got["records_read"], out / "quarantine.jsonl",
                                        got["quarantined_by_reason"])

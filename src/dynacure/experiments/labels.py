@@ -110,6 +110,60 @@ def _interval(values: np.ndarray) -> list[float]:
     return [float(np.quantile(ok, 0.025)), float(np.quantile(ok, 0.975))] if len(ok) else [math.nan] * 2
 
 
+def _variants(labels: set[str]) -> dict[str, str]:
+    """Role key -> label: the preset's roles, plus ``<role>_<suffix>`` for the compared strategies run at
+    another share of calls (``labels_loop_1pct`` ...) when all three of a suffix are present."""
+    out = dict(ROLES)
+    prefix = ROLES["loop"] + "_"
+    for lab in sorted(labels):
+        suffix = lab[len(prefix):] if lab.startswith(prefix) else ""
+        if suffix and all(f"{ROLES[r]}_{suffix}" in labels for r in COMPARED):
+            out.update({f"{r}_{suffix}": f"{ROLES[r]}_{suffix}" for r in COMPARED})
+    return out
+
+
+def _bootstrap(keep: dict[str, dict[int, np.ndarray]], toxic: np.ndarray, seeds: list[int], n_boot: int,
+               seed: int) -> dict[str, np.ndarray]:
+    """Kept gold-toxic share per role and resample: seeds with replacement, then the labelled documents
+    with replacement within each, the same draws for every role (paired)."""
+    rng = np.random.default_rng(seed)
+    boot = {r: np.zeros(n_boot) for r in keep}
+    for b in range(n_boot):
+        acc: dict[str, list[float]] = {r: [] for r in keep}
+        for s in rng.choice(seeds, size=len(seeds), replace=True):
+            idx = rng.integers(0, len(toxic), size=len(toxic))
+            for r in keep:
+                acc[r].append(_share(keep[r][int(s)], toxic, idx))
+        for r in keep:
+            boot[r][b] = np.nanmean(acc[r])
+    return boot
+
+
+def _role_block(role: str, label: str, share: dict[str, dict[int, float]], calls: dict[str, dict[int, float]],
+                boot: dict[str, np.ndarray], seeds: list[int]) -> dict[str, Any]:
+    """gap_closed (point, paired interval, per seed) and the share of the ceiling's calls of one role."""
+    mean = {r: float(np.mean([share[r][s] for s in seeds])) for r in ("floor", "ceiling", role)}
+    per_seed = {str(s): _ratio(share["floor"][s] - share[role][s], share["floor"][s] - share["ceiling"][s])
+                for s in seeds}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_b = (boot["floor"] - boot[role]) / (boot["floor"] - boot["ceiling"])
+    call_share = {str(s): calls[role][s] / calls["ceiling"][s] if calls["ceiling"][s] else math.nan
+                  for s in seeds}
+    return {"label": label, "kept_gold_toxic_share": mean[role],
+            "gap_closed": _ratio(mean["floor"] - mean[role], mean["floor"] - mean["ceiling"]),
+            "gap_closed_interval": _interval(ratio_b), "gap_closed_per_seed": per_seed,
+            "expensive_call_share": float(np.mean(list(call_share.values()))),
+            "expensive_call_share_per_seed": call_share}
+
+
+def _versus(loop: str, other: str, share: dict[str, dict[int, float]], boot: dict[str, np.ndarray],
+            seeds: list[int]) -> dict[str, Any]:
+    diff = float(np.mean([share[other][s] - share[loop][s] for s in seeds]))
+    return {"difference": diff, "interval": _interval(boot[other] - boot[loop]),
+            "what": f"{other}'s kept gold-toxic share minus the {loop}'s (> 0: the loop keeps less toxic "
+                    "text), paired over seeds and documents"}
+
+
 def labels_summary(runs: str | Path, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
     """The figures of the module docstring from a finished RUNS folder of the ``labels`` preset."""
     root = Path(runs)
@@ -118,54 +172,35 @@ def labels_summary(runs: str | Path, n_boot: int = N_BOOT, seed: int = 0) -> dic
     ids = pd.Index(labelled["id"].astype(str))
     toxic = labelled["meta_toxic"].astype(bool).to_numpy()
     cells = _cells(root)
+    roles = _variants(set(cells["strategy"].astype(str)))
     by = {role: {int(r.seed): r.cell_id for r in cells[cells["strategy"] == lab].itertuples()}
-          for role, lab in ROLES.items()}
-    seeds = sorted(set.intersection(*(set(v) for v in by.values())))
+          for role, lab in roles.items()}
+    seeds = sorted(set.intersection(*(set(by[r]) for r in roles)))
     if not seeds:
-        raise ValueError(f"{root}: no seed with a finished cell of every role {list(ROLES.values())}")
-    keep = {role: _keep_matrix(root, {s: by[role][s] for s in seeds}, ids) for role in ROLES}
-    share = {role: {s: _share(keep[role][s], toxic) for s in seeds} for role in ROLES}
-    calls = {role: {s: _calls(root, by[role][s]) for s in seeds} for role in ROLES}
+        raise ValueError(f"{root}: no seed with a finished cell of every role {list(roles.values())}")
+    keep = {role: _keep_matrix(root, {s: by[role][s] for s in seeds}, ids) for role in roles}
+    share = {role: {s: _share(keep[role][s], toxic) for s in seeds} for role in roles}
+    calls = {role: {s: _calls(root, by[role][s]) for s in seeds} for role in roles}
     out: dict[str, Any] = {"format_version": 1, "roles": ROLES, "seeds": seeds,
                            "measure": "kept gold-toxic share: toxic / kept documents with a gold label",
                            "labelled_documents": len(ids), "targets": TARGETS,
-                           "kept_gold_toxic_share": {ROLES[r]: {str(s): share[r][s] for s in seeds}
-                                                     for r in ROLES},
-                           "expensive_calls": {ROLES[r]: {str(s): calls[r][s] for s in seeds} for r in ROLES}}
-    # bootstrap: seeds with replacement, then labelled documents with replacement (the same draws for
-    # every role: paired)
-    rng = np.random.default_rng(seed)
-    boot = {r: np.zeros(n_boot) for r in ROLES}
-    for b in range(n_boot):
-        draw = rng.choice(seeds, size=len(seeds), replace=True)
-        acc = {r: [] for r in ROLES}
-        for s in draw:
-            idx = rng.integers(0, len(ids), size=len(ids))
-            for r in ROLES:
-                acc[r].append(_share(keep[r][s], toxic, idx))
-        for r in ROLES:
-            boot[r][b] = np.nanmean(acc[r])
-    mean = {r: float(np.mean([share[r][s] for s in seeds])) for r in ROLES}
+                           "kept_gold_toxic_share": {roles[r]: {str(s): share[r][s] for s in seeds}
+                                                     for r in roles},
+                           "expensive_calls": {roles[r]: {str(s): calls[r][s] for s in seeds} for r in roles}}
+    boot = _bootstrap(keep, toxic, seeds, n_boot, seed)
     gap_b = boot["floor"] - boot["ceiling"]
-    out["gap"] = {"value": mean["floor"] - mean["ceiling"], "interval": _interval(gap_b)}
-    ceiling_calls = {s: calls["ceiling"][s] for s in seeds}
+    gap = float(np.mean([share["floor"][s] - share["ceiling"][s] for s in seeds]))
+    out["gap"] = {"value": gap, "interval": _interval(gap_b)}
     for role in COMPARED:
-        per_seed = {str(s): _ratio(share["floor"][s] - share[role][s],
-                                   share["floor"][s] - share["ceiling"][s]) for s in seeds}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_b = (boot["floor"] - boot[role]) / gap_b
-        call_share = {str(s): calls[role][s] / ceiling_calls[s] if ceiling_calls[s] else math.nan
-                      for s in seeds}
-        out[role] = {"label": ROLES[role], "kept_gold_toxic_share": mean[role],
-                     "gap_closed": _ratio(mean["floor"] - mean[role], mean["floor"] - mean["ceiling"]),
-                     "gap_closed_interval": _interval(ratio_b), "gap_closed_per_seed": per_seed,
-                     "expensive_call_share": float(np.mean(list(call_share.values()))),
-                     "expensive_call_share_per_seed": call_share}
-    diff_b = boot["uncertainty"] - boot["loop"]
-    out["loop_vs_uncertainty"] = {"difference": mean["uncertainty"] - mean["loop"],
-                                  "interval": _interval(diff_b),
-                                  "what": "uncertainty's kept gold-toxic share minus the loop's (> 0: the "
-                                          "loop keeps less toxic text), paired over seeds and documents"}
+        out[role] = _role_block(role, roles[role], share, calls, boot, seeds)
+    out["loop_vs_uncertainty"] = _versus("loop", "uncertainty", share, boot, seeds)
+    out["loop_vs_random"] = _versus("loop", "random", share, boot, seeds)
+    suffixes = sorted({r.split("_", 1)[1] for r in roles if r.startswith("loop_")})
+    out["other_call_shares"] = {
+        sfx: {**{r: _role_block(f"{r}_{sfx}", roles[f"{r}_{sfx}"], share, calls, boot, seeds)
+                 for r in COMPARED},
+              "loop_vs_uncertainty": _versus(f"loop_{sfx}", f"uncertainty_{sfx}", share, boot, seeds)}
+        for sfx in suffixes}
     loop = out["loop"]
     out["gap_closed"], out["gap_closed_interval"] = loop["gap_closed"], loop["gap_closed_interval"]
     out["expensive_call_share"] = loop["expensive_call_share"]

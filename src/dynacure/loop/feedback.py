@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # [0, 1]; 0.25 lets every document within about half a reward unit of the threshold be worth a query)
 PRIOR_SD = 0.25
 MIN_FIT = 24  # expensive scores needed before the surrogate replaces the prior
+EDGE = 50  # kept documents nearest the threshold: what an admitted document pushes out
 
 
 @dataclass
@@ -240,11 +241,17 @@ class ActiveQueries:
         """Probability that the document's answer moves it across the budget threshold."""
         w = self.w_safety
         if self.binary:
+            # the expected fall in toxic documents kept: a kept document labelled toxic leaves (probability
+            # p); a dropped one labelled clean comes in and pushes out the documents at the threshold, whose
+            # expected toxicity is that of the lowest-scored kept ones
             p = np.clip(self.estimate, 0.0, 1.0)
             kept = score >= tau
             if_toxic = self.base + w * (self.cheap - 1.0)
             if_clean = self.base + w * self.cheap
-            return np.where(kept, p * (if_toxic < tau), (1.0 - p) * (if_clean >= tau))
+            kept_rows = np.flatnonzero(kept)
+            edge = kept_rows[np.argsort(score[kept_rows], kind="stable")[:EDGE]]
+            marginal = float(p[edge].mean()) if len(edge) else 0.0
+            return np.where(kept, p * (if_toxic < tau), (1.0 - p) * (if_clean >= tau) * marginal)
         from scipy.stats import norm
 
         z = np.abs(score - tau) / np.maximum(w * self.spread, 1e-9)

@@ -157,8 +157,14 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
            weights: RewardWeights | str | None = None, redact_pii: bool = False,
            params: dict[str, Any] | None = None, learner: Learner | None = None, shard_size: int = 10000,
            out_shard_size: int = 5000, progress: ProgressFn | None = None,
-           disparity_cap: float | None = None, streaming: bool | Literal["auto"] = "auto") -> CurateResult:
+           disparity_cap: float | None = None, streaming: bool | Literal["auto"] = "auto",
+           labelling: dict[str, Any] | None = None) -> CurateResult:
     """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``.
+
+    ``labelling`` (``curate --propose-labels N`` / ``--labels FILE``; a strategy that asks for labels,
+    ``raft_labels``, loop/labels.py): ``{"labels_dir", "propose_labels", "labels_file"}``. A proposal step
+    writes ``labels_dir/proposal-RR.jsonl`` and returns with ``extra["labels_proposed"]`` (the stop, whose
+    text says what to do next) and no selection written; a step with labels only finishes the selection.
 
     ``disparity_cap``: after selection, re-admit documents of identity/dialect groups the strategy removes
     more than ``disparity_cap`` times as often as the corpus overall (``dynacure.audit.mitigation``), at
@@ -190,6 +196,14 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
             raise ValueError(f"strategy {strategy!r} does not use reward weights (--weights)")
         params["weights"] = rw
     selector = factory(**params) if params else factory()
+    if labelling is not None:
+        if not hasattr(selector, "labels_dir"):
+            raise ValueError(f"--propose-labels/--labels: strategy {strategy!r} asks for no labels "
+                             "(use raft_labels)")
+        selector.labels_dir = str(labelling["labels_dir"])
+        selector.propose_labels = labelling.get("propose_labels")
+        selector.labels_file = labelling.get("labels_file")
+        streaming = False  # the proposals name documents by id: the in-memory table
     if streaming is not False:
         from dynacure.pipeline import streaming as stream
 
@@ -222,6 +236,11 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     read = ReadStep(corpus, out, selector, attrs_dir, use_signals, shard_size=shard_size, score=score,
                     groups=disparity_cap is not None, progress=progress)
     cand = read.run()
+    if labelling is not None:
+        from dynacure.pipeline.read import _read_ids
+
+        # proposals and labels name documents by their ids; the table holds row positions
+        selector.doc_ids = _read_ids(corpus, shard_size).to_numpy()[cand.read_pos]
 
     # ---- select ----------------------------------------------------------------------------------------
     if progress:
@@ -233,7 +252,17 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     ctx = SelectionContext(budget=budget, seed=seed, learner=learner, target_texts=target_texts,
                            progress=policy_progress)
     step = SelectStep(selector, ctx, disparity_cap)
-    selection = step.run(cand.table, cand.membership)
+    if labelling is not None:
+        from dynacure.loop.labels import LabelsProposed
+
+        try:
+            selection = step.run(cand.table, cand.membership)
+        except LabelsProposed as stop:  # a person labels the proposal; the next run goes on from it
+            return CurateResult(out, {"labels_proposed": {"file": str(stop.path), "n": stop.n,
+                                                          "round": stop.round + 1, "reused": stop.reused}},
+                                extra={"labels_proposed": stop})
+    else:
+        selection = step.run(cand.table, cand.membership)
     # What is left to do needs the tokens and sources only: free the attribute and text columns.
     table = cand.table = cand.table[["source", "n_tokens"]]
 
