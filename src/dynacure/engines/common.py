@@ -224,8 +224,15 @@ def plan_shard(attrs_dir: str | Path, signal: str, shard: str, ids: Sequence[str
         return ShardPlan("full", why="table missing")
     if digests is None or marker.get("texts_sha1") == ids_digest(digests):
         return ShardPlan("done")
-    stored_ids, stored = stored_digests(table)
-    if stored is None or stored_ids != list(ids):
+    try:
+        stored_ids, stored = stored_digests(table)
+    except (OSError, ValueError, KeyError) as exc:  # ArrowInvalid is a ValueError
+        log.warning("%s: unreadable (%s); scoring the shard again", table, exc)
+        return ShardPlan("full", why="table unreadable")
+    if stored_ids != list(ids):  # a table that is not the marker's: score it again
+        log.warning("%s: its ids differ from its done-marker's; scoring the shard again", table)
+        return ShardPlan("full", why="table ids changed")
+    if stored is None:
         log.warning("%s: scored without text digests (an older dynacure); scoring the shard again so its "
                     "scores are known to match its texts", table)
         return ShardPlan("full", why="no text digests")
