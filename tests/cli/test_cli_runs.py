@@ -298,3 +298,28 @@ def test_train_scorer_does_not_replace_a_model_of_another_seed(tmp_path):
     # with --overwrite it goes on (here to the missing data folder), the same seed never asks
     assert "data directory not found" in _one_error(_invoke([*args, "--overwrite"], tmp_path / "home"))
     assert "data directory not found" in _one_error(_invoke([*args, "--seed", "3"], tmp_path / "home"))
+
+
+def test_pretrain_hints_run_from_another_folder(tmp_path, monkeypatch):
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    line = _one_error(_invoke(["pretrain", "--data-dir", "data", "--tokens", "1000", "--out", "bases"],
+                              tmp_path / "home"))
+    [cmd] = _suggested(line)
+    assert cmd == ["dynacure", "data", "check", str(tmp_path / "work" / "data")], line
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the suggestion, pasted in another folder, runs
+    res = _invoke(cmd[1:], tmp_path / "home")
+    assert "does not exist" not in res.output and "wikitext-2" in res.output, res.output
+
+
+@pytest.mark.skipif(not Path("/work/shared/data/wikitext-2").is_dir(), reason="needs /work/shared/data")
+def test_missing_base_hint_is_a_pasteable_command(tmp_path, monkeypatch):
+    from dynacure.learners.pretrain import BaseConfig, find_base
+
+    monkeypatch.chdir("/work/shared")
+    with pytest.raises(FileNotFoundError) as exc:
+        find_base(BaseConfig(max_tokens=1000, seed=2), "data", tmp_path / "bases")
+    [cmd] = _suggested(str(exc.value))
+    assert cmd[:2] == ["dynacure", "pretrain"] and "--tokens" in cmd and cmd[cmd.index("--seed") + 1] == "2"
+    assert _path_args(cmd) == ["/work/shared/data", str(tmp_path / "bases")]

@@ -37,6 +37,7 @@ from pydantic import Field
 from dynacure.config import StrictModel, dynacure_home
 from dynacure.io.atomic import write_json_atomic, write_text_atomic
 from dynacure.io.jsonfile import read_versioned
+from dynacure.runinfo import command_line
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def data_files(data_dir: str | Path | None) -> dict[str, Path]:
     if missing:
         raise FileNotFoundError(
             f"pre-training data not found: {', '.join(missing)} (set --data-dir or DYNACURE_DATA to the "
-            "public data folder; `dynacure data check DIR` lists what is there)"
+            f"public data folder; `{command_line('data', 'check', root)}` lists what is there)"
         )
     return files
 
@@ -156,11 +157,17 @@ def find_base(cfg: BaseConfig, data_dir: str | Path | None = None, root: str | P
     """The folder of the built base for ``cfg``; a clear error saying how to build it when absent."""
     folder = base_dir(cfg, data_dir, root)
     if not (folder / BASE_FILE).exists():
-        raise FileNotFoundError(
-            f"{folder}: the pre-trained base for this config is not built; run `dynacure pretrain` "
-            f"(with the same --data-dir, and --tokens {cfg.max_tokens} --seed {cfg.seed}), or set "
-            "learner.base = \"scratch\""
-        )
+        from dynacure.io.public_data import default_data_dir
+
+        # absolute paths: the command works pasted in any folder (issue 28, item 4)
+        data = Path(data_dir) if data_dir is not None else default_data_dir()
+        cmd = command_line("pretrain", "--data-dir", data, "--preset", cfg.preset, "--tokens",
+                           str(cfg.max_tokens), "--seed", str(cfg.seed), "--out", folder.parent)
+        plain = BaseConfig(preset=cfg.preset, max_tokens=cfg.max_tokens, seed=cfg.seed)
+        how = (f"run `{cmd}`" if plain == cfg else "run the experiment that names it (its base settings "
+               f"{cfg.model_dump()} are more than `dynacure pretrain` takes)")
+        raise FileNotFoundError(f"{folder}: the pre-trained base for this config is not built; {how}, or "
+                                "set learner.base = \"scratch\"")
     read_base(folder)
     return folder
 
