@@ -62,8 +62,9 @@ class BaseConfig(StrictModel):
     eval_words: int = Field(20_000, ge=100)  # WikiText-2 valid words of the curve
     eval_every: int = Field(250, ge=1)  # steps between curve points (and checkpoints)
     test_words: int | None = Field(None, ge=100)  # words of each test set in the final figures (None: all)
-    # documents packed into full context blocks (learners.training.PackedPlan): pieces of <= 80 words filled
-    # ~85% of a 128-token row, the rest padding. Part of the cache key: a packed base is another base.
+    # pieces packed into full context blocks (learners.training.PackedPlan): one padded row per piece, 70% of
+    # the positions run were real tokens (benchmarks/packing.py). Part of the cache key: a packed base is
+    # another base.
     pack: bool = True
 
 
