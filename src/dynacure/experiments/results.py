@@ -43,7 +43,7 @@ EFFICIENCY_COLUMNS = (
     "learner_params",
     "train_flops",  # 6 * params * train_tokens
     "curation_flops",  # model FLOPs spent deciding (policy learning, model-based scoring); NaN if unknown
-    "expensive_calls",  # documents a loop's expensive scorer scored (loop/feedback.py); NaN: none queried
+    "expensive_calls",  # documents a loop's expensive scorer scored (loop/feedback.py); 0: none queried
     "expensive_flops",  # their forward FLOPs
 )
 
