@@ -23,7 +23,9 @@ same run: its re-run resumes (or redoes) it. With ``--overwrite`` the other run'
 before the work, so an interrupted replacement is not taken for the old run; the command's own writing
 replaces the rest. ``OutClaim.finish()`` stores the request in the new run's record. Records of commands
 that write one file beside a folder's run (``evaluate``, ``audit``, ``report``) do not claim the folder.
-A record of an older version has no request: its ``config`` is compared on the keys both have.
+A record of an older version has no request: its ``config`` is compared on the keys both have. A RUNS
+folder is recognised by its ``experiment.json``; between ``experiment`` and ``demo`` the runner's own
+config check decides (``cli.experiment.open_runs``, where ``--overwrite`` empties RUNS).
 """
 
 from __future__ import annotations
