@@ -323,3 +323,29 @@ def test_missing_base_hint_is_a_pasteable_command(tmp_path, monkeypatch):
     [cmd] = _suggested(str(exc.value))
     assert cmd[:2] == ["dynacure", "pretrain"] and "--tokens" in cmd and cmd[cmd.index("--seed") + 1] == "2"
     assert _path_args(cmd) == ["/work/shared/data", str(tmp_path / "bases")]
+
+
+def test_a_record_of_an_older_version_is_compared_on_its_plain_options(tmp_path, monkeypatch):
+    from dynacure.cli.paths import claim_out_dir, make_request
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "cur"
+    out.mkdir()
+    # what curate recorded before requests were stored: a relative corpus, the strategy's full params
+    (out / "run.json").write_text(json.dumps({"command": "curate", "config": {
+        "corpus": "data/own.jsonl", "strategy": "heuristic", "budget": 0.5, "params": {"threshold": 0.5},
+        "weights": None, "redact_pii": False}}))
+
+    def request(strategy: str, corpus: str = "data/own.jsonl") -> dict:
+        return make_request({"corpus": corpus, "attributes": None}, strategy=strategy, budget=0.5, params={},
+                            weights=None, redact_pii=False)
+
+    assert claim_out_dir(out, "curate", request("heuristic")).replaced == []  # the same run
+    for other, change in ((request("random"), "strategy 'heuristic' -> 'random'"),
+                          (request("heuristic", "other.jsonl"), "corpus 'data/own.jsonl' -> ")):
+        with pytest.raises(ValueError, match="--overwrite") as exc:
+            claim_out_dir(out, "curate", other)
+        assert change in str(exc.value)
+    assert (out / "run.json").exists()
+    claim = claim_out_dir(out, "curate", request("random"), overwrite=True)
+    assert claim.replaced and not (out / "run.json").exists()  # the replaced run's record is gone

@@ -106,12 +106,26 @@ def _same(key: str, old: Any, new: Any, path_keys: set[str]) -> bool:
     return bool(old == new)
 
 
+def _comparable(old: Any, new: Any) -> bool:
+    """Both plain values of one kind (numbers count as one kind; a bool is not a number here)."""
+    def kind(v: Any) -> str:
+        if isinstance(v, bool):
+            return "bool"
+        return "number" if isinstance(v, int | float) else "str" if isinstance(v, str) else "other"
+
+    return kind(old) == kind(new) != "other"
+
+
 def request_changes(record: dict[str, Any], request: dict[str, Any]) -> list[str]:
     """``key old -> new`` for each option in which ``request`` differs from the run of ``record``."""
     path_keys = set(request.get("_paths", []))
     old = record.get("request")
-    if not isinstance(old, dict):  # an older version's record: compare its config on the keys both have
-        old = {k: v for k, v in record.get("config", {}).items() if k in request}
+    if not isinstance(old, dict):
+        # An older version's record: compare its config on the keys both have where both hold a plain
+        # value of one kind; a config may record an option otherwise (curate's full strategy params for
+        # the --param given, parsed weights for the string), and that must not refuse the same run.
+        config = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
+        old = {k: v for k, v in config.items() if k in request and _comparable(v, request[k])}
         keys = sorted(old)
     else:
         keys = sorted((set(old) | set(request)) - {"_paths"})
