@@ -28,7 +28,7 @@ def main() -> None:
     runs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/feedback")
     s = json.loads((runs / "feedback.json").read_text())
     here = Path(__file__).parent
-    shutil.copy(runs / "feedback.json", here / "summary.json")
+    shutil.copy(runs / "feedback.json", here / "transformer_summary.json")
     print("| strategy | " + " | ".join(c[1] for c in COLS) + " | kept gold-toxic share | expensive calls |")
     print("|---" * (len(COLS) + 3) + "|")
     for label, vals in s["values"].items():
