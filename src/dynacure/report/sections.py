@@ -101,7 +101,8 @@ def _interval_order(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> int:
 
 
 def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], points: list[Point],
-                   n_boot: int = 2000) -> dict[tuple[Point, Point, tuple[str, str]], int]:
+                   n_boot: int = 2000, cells: list[Any] | None = None
+                   ) -> dict[tuple[Point, Point, tuple[str, str]], int]:
     """For every ordered pair of points and headline metric: -1 when the first is lower (better) with a
     paired 95% interval of the difference that excludes 0, +1 when higher, 0 when the interval holds 0 (a
     tie). Units of the seeds both ran pair the comparison; without Units, two intervals that do not
@@ -109,10 +110,17 @@ def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], po
     from dynacure.experiments.paired import PairingError, load_cells, paired_difference
     from dynacure.stats import Units
 
-    cells: dict[Point, dict[int, Any]] = {}
-    for c in load_cells(data.root):
+    by_point: dict[Point, dict[int, Any]] = {}
+    for c in cells if cells is not None else load_cells(data.root):
         if math.isclose(c.budget, budget):
-            cells.setdefault((c.strategy, c.weights), {})[c.seed] = c
+            by_point.setdefault((c.strategy, c.weights), {})[c.seed] = c
+    parsed: dict[tuple[str, tuple[str, str]], Units] = {}
+
+    def units(c: Any, key: tuple[str, str]) -> Units:
+        if (c.cell_id, key) not in parsed:
+            parsed[(c.cell_id, key)] = Units.from_dict(c.units[key])
+        return parsed[(c.cell_id, key)]
+
     res = data.results[np.isclose(data.results["budget"].astype(float), budget)]
     by = ("strategy", "weights")
     aggs = {k: aggregate(res, *k, by=by).set_index(list(by)) for k in keys}
@@ -120,14 +128,13 @@ def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], po
     for i, p in enumerate(points):
         for q in points[i + 1:]:
             for key in keys:
-                mine, theirs = cells.get(p, {}), cells.get(q, {})
+                mine, theirs = by_point.get(p, {}), by_point.get(q, {})
                 seeds = [s for s in sorted(set(mine) & set(theirs))
                          if key in mine[s].units and key in theirs[s].units]
                 sign = None
                 if seeds:
                     try:
-                        d = paired_difference([(Units.from_dict(mine[s].units[key]),
-                                                Units.from_dict(theirs[s].units[key])) for s in seeds],
+                        d = paired_difference([(units(mine[s], key), units(theirs[s], key)) for s in seeds],
                                               n_boot=n_boot)
                         sign = -1 if d.high < 0 else (1 if d.low > 0 else 0)
                     except PairingError:
@@ -140,7 +147,7 @@ def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], po
     return out
 
 
-def _pareto_sentence(data: RunData, budget: float, multi_w: bool) -> str:
+def _pareto_sentence(data: RunData, budget: float, multi_w: bool, cells: list[Any] | None = None) -> str:
     """Which strategies at ``budget`` no other strategy beats on the headline metrics (lower is better),
     where "beats" needs a paired difference whose 95% interval excludes 0; points that differ on neither
     metric are named as ties, never as winner and loser."""
@@ -157,7 +164,7 @@ def _pareto_sentence(data: RunData, budget: float, multi_w: bool) -> str:
         return f"{p[0]} (weights {p[1]})" if multi_w else str(p[0])
 
     n_boot = int((data.paired_notes or {}).get("n_boot") or 2000)
-    order = pairwise_order(data, budget, keys, points, n_boot=n_boot)
+    order = pairwise_order(data, budget, keys, points, n_boot=n_boot, cells=cells)
     vals = [np.array([a.loc[p, "value"] for p in points], dtype=float) for a in aggs]
     labels = [metric_label(*k) for k in keys]
     if len(keys) == 1:
@@ -217,8 +224,11 @@ def who_wins(data: RunData) -> list[dict[str, Any]]:
     res = data.results
     if res.empty:
         return []
+    from dynacure.experiments.paired import load_cells
+
     paired = data.paired
     multi_w = res["weights"].nunique() > 1
+    cells = load_cells(data.root)  # read once: every budget's Pareto sentence pairs from them
     out = []
     for budget in sorted(res["budget"].astype(float).unique()):
         at = paired[np.isclose(paired["budget"].astype(float), budget)] if len(paired) else paired
@@ -241,7 +251,7 @@ def who_wins(data: RunData) -> list[dict[str, Any]]:
         heading = f"Budget {_f(budget)}"
         if best:
             heading += f" (best static baseline: {', '.join(map(str, best))})"
-        out.append({"heading": heading, "pareto": _pareto_sentence(data, budget, multi_w),
+        out.append({"heading": heading, "pareto": _pareto_sentence(data, budget, multi_w, cells),
                     "findings": main, "more": more, "none_text": none})
     return out
 
