@@ -11,7 +11,7 @@ EXPECTED = {
     "source_filter": ("rule", False, False), "classifier": ("score", False, False),
     "raft": ("score", False, True), "dsir": ("score", True, False), "color": ("model", True, False),
     "ica": ("model", True, False), "ppo": ("loop", False, True), "reinforce": ("loop", False, True),
-    "bandit": ("loop", False, True),
+    "bandit": ("loop", False, True), "raft_labels": ("score", False, True),
 }
 
 
