@@ -93,9 +93,10 @@ def make_request(paths: dict[str, str | os.PathLike[str] | None] | None = None, 
                  ) -> dict[str, Any]:
     """A run's request: ``options`` as JSON values, the input ``paths`` absolute (a path typed relative
     to another working folder is the same input), and which keys are paths (``_paths``)."""
-    request: dict[str, Any] = json.loads(json.dumps(options, default=str, sort_keys=True))
-    for key, value in (paths or {}).items():
-        request[key] = str(absolute(value)) if value is not None else None
+    # in the command's order, inputs first: a refusal describes the run the way it was typed
+    request: dict[str, Any] = {key: str(absolute(value)) if value is not None else None
+                               for key, value in (paths or {}).items()}
+    request.update(json.loads(json.dumps(options, default=str)))
     request["_paths"] = sorted(paths or {})
     return request
 
