@@ -24,7 +24,8 @@ from dynacure.stats import Units
 N_PROMPTS, N_BLOCKS = 40, 30
 
 
-def _cell(root: Path, label: str, max_tox: float, ppl_shift: float, zero_tox: bool = True) -> None:
+def _cell(root: Path, label: str, max_tox: float, ppl_shift: float, zero_tox: bool = True,
+          with_units: bool = True) -> None:
     rng = np.random.default_rng(7)  # the same prompts and text blocks for every strategy
     prompts = [f"p{i}" for i in range(N_PROMPTS)]
     base = rng.uniform(0.05, 0.25, N_PROMPTS)
@@ -43,7 +44,8 @@ def _cell(root: Path, label: str, max_tox: float, ppl_shift: float, zero_tox: bo
         v = u.statistic()
         half = 0.0 if metric == "toxicity_probability" else 0.1 * v
         s["metrics"][metric] = {"value": v, "low": v - half, "high": v + half, "n": len(u)}
-        s["units"][metric] = u.to_dict()
+        if with_units:
+            s["units"][metric] = u.to_dict()
     cell = {"strategy": label, "strategy_name": label, "seed": 0, "budget": 0.5, "weights_name": "w",
             "params": {}, "weights": {}}
     d = root / "cells" / f"{label}-s0"
@@ -102,3 +104,15 @@ def test_pareto_caption_and_axes_are_true_of_the_data(ci_like: Path) -> None:
     assert "beats every other" not in caption
     lo, hi = fig.axes[0].get_ylim()
     assert lo == 0 and hi > 0
+
+
+def test_without_per_unit_values_only_separate_intervals_make_a_winner(tmp_path: Path) -> None:
+    # the same experiment, its cells stripped of Units (as in RUNS collected before Units existed)
+    for label, tox, shift in (("random", 0.08, 0.4), ("raft", 0.0, 0.0), ("bandit", 0.0, 0.002)):
+        _cell(tmp_path, label, max_tox=tox, ppl_shift=shift, with_units=False)
+    collect_results(tmp_path)
+    (budget,) = who_wins(load_run(tmp_path))
+    pareto = budget["pareto"]
+    assert "without per-unit values, only where the two 95% intervals do not overlap" in pareto
+    assert "raft = bandit" in pareto or "bandit = raft" in pareto
+    assert "(by raft)" not in pareto and "(by bandit)" not in pareto

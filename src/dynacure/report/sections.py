@@ -102,11 +102,11 @@ def _interval_order(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> int:
 
 def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], points: list[Point],
                    n_boot: int = 2000, cells: list[Any] | None = None
-                   ) -> dict[tuple[Point, Point, tuple[str, str]], int]:
+                   ) -> tuple[dict[tuple[Point, Point, tuple[str, str]], int], bool]:
     """For every ordered pair of points and headline metric: -1 when the first is lower (better) with a
     paired 95% interval of the difference that excludes 0, +1 when higher, 0 when the interval holds 0 (a
     tie). Units of the seeds both ran pair the comparison; without Units, two intervals that do not
-    overlap decide it (a coarser test)."""
+    overlap decide it (a coarser test), and the second value returned is True."""
     from dynacure.experiments.paired import PairingError, load_cells, paired_difference
     from dynacure.stats import Units
 
@@ -125,6 +125,7 @@ def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], po
     by = ("strategy", "weights")
     aggs = {k: aggregate(res, *k, by=by).set_index(list(by)) for k in keys}
     out: dict[tuple[Point, Point, tuple[str, str]], int] = {}
+    coarse = False
     for i, p in enumerate(points):
         for q in points[i + 1:]:
             for key in keys:
@@ -140,11 +141,12 @@ def pairwise_order(data: RunData, budget: float, keys: list[tuple[str, str]], po
                     except PairingError:
                         sign = None
                 if sign is None:
+                    coarse = True
                     a, b = aggs[key].loc[p], aggs[key].loc[q]
                     sign = _interval_order(a["low"], a["high"], b["low"], b["high"])
                 out[(p, q, key)] = sign
                 out[(q, p, key)] = -sign
-    return out
+    return out, coarse
 
 
 def _pareto_sentence(data: RunData, budget: float, multi_w: bool, cells: list[Any] | None = None) -> str:
@@ -164,13 +166,15 @@ def _pareto_sentence(data: RunData, budget: float, multi_w: bool, cells: list[An
         return f"{p[0]} (weights {p[1]})" if multi_w else str(p[0])
 
     n_boot = int((data.paired_notes or {}).get("n_boot") or 2000)
-    order = pairwise_order(data, budget, keys, points, n_boot=n_boot, cells=cells)
+    order, coarse = pairwise_order(data, budget, keys, points, n_boot=n_boot, cells=cells)
+    rule = ("a point beats another only where the paired 95% interval excludes 0" + (
+        "; without per-unit values, only where the two 95% intervals do not overlap" if coarse else ""))
     vals = [np.array([a.loc[p, "value"] for p in points], dtype=float) for a in aggs]
     labels = [metric_label(*k) for k in keys]
     if len(keys) == 1:
         best = [p for p in points if not any(order[(q, p, keys[0])] < 0 for q in points if q != p)]
         shown = ", ".join(f"{name(p)} ({_f(vals[0][points.index(p)])})" for p in best)
-        tie = " (no paired difference among them excludes 0: a tie)" if len(best) > 1 else ""
+        tie = f" (a tie: {rule})" if len(best) > 1 else ""
         return f"Only {labels[0]} was measured (lower is better); lowest: {shown}{tie}."
 
     def beats(p: Point, q: Point) -> bool:
@@ -193,10 +197,10 @@ def _pareto_sentence(data: RunData, budget: float, multi_w: bool, cells: list[An
     ties = [f"{name(p)} = {name(q)}" for i, p in enumerate(front) for q in front[i + 1:]
             if all(order[(p, q, k)] == 0 for k in keys)]
     if ties:
-        tail += (f" Tied on both metrics (no paired difference excludes 0, so neither is the winner): "
+        tail += (" Tied on both metrics (neither beats the other, so neither is the winner): "
                  f"{', '.join(ties)}.")
-    return (f"On the Pareto front of {labels[0]} and {labels[1]} (both lower is better; mean over seeds; a "
-            f"point beats another only where the paired 95% interval excludes 0): {listed}.{tail}")
+    return (f"On the Pareto front of {labels[0]} and {labels[1]} (both lower is better; mean over seeds; "
+            f"{rule}): {listed}.{tail}")
 
 
 def _flag(x: Any) -> bool | None:
