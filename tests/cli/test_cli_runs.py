@@ -273,9 +273,11 @@ def test_experiment_folders_and_other_runs_are_not_mixed(tmp_path):
     corpus = _corpus(tmp_path / "own.jsonl")
     cur = tmp_path / "cur"
     _ok(_invoke(["curate", corpus, "-s", "random", "-b", "0.5", "--out", cur], tmp_path / "home"))
-    for args in (["experiment", "--preset", "ci"], ["adapt", "--steps", "20", "--switch-at", "20"]):
+    for args in (["experiment", "--preset", "ci"], ["adapt", "--steps", "20", "--switch-at", "20"],
+                 ["pretrain", "--tokens", "1000"], ["pool", "build"]):
         line = _one_error(_invoke([*args, "--out", cur], tmp_path / "home"))
-        assert "`dynacure curate`" in line and f"`dynacure {args[0]}` would write over it" in line, line
+        command = " ".join(args[:2]) if args[0] == "pool" else args[0]
+        assert "`dynacure curate`" in line and f"`dynacure {command}` would write over it" in line, line
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "experiment.json").write_text(json.dumps({"format_version": 1, "config": {"name": "ci"}}))

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from dynacure.cli.errors import cli_errors
+from dynacure.cli.paths import OVERWRITE_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -23,12 +24,16 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)."),
         root: Path = typer.Option(
             None, "--out", "--root", help="Cache of bases (default: $DYNACURE_HOME/base)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Pre-train the base learner on the halves of WikiText-2/PTB train that are not in the pool."""
-        from dynacure.cli.paths import check_out_path
+        from dynacure.cli.paths import claim_out_dir, make_request
         from dynacure.learners.pretrain import BaseConfig, base_dir, base_root, build_base, read_base
 
-        check_out_path(root if root is not None else base_root(), "dir")
+        # Each config builds its own base/<key> (never another's), so the cache needs only to be no other
+        # command's output folder; the same config resumes or reuses its base.
+        claim_out_dir(root if root is not None else base_root(), "pretrain", make_request(),
+                      overwrite=overwrite)
         import torch
 
         from dynacure.cli.console import make_console
