@@ -93,6 +93,8 @@ def test_evaluation_report_from_a_real_evaluate_run(tmp_path: Path) -> None:
                              words), metric
     assert "Suites that did not run" in words and "refusal" in words  # a nano GPT follows no instructions
     assert "quick subsets" in words and "Incomplete" not in words
+    n_params = json.loads((model / "learner.json").read_text())["dims"]["n_parameters"]
+    assert f"The model learner tiny_gpt preset 'nano', {fmt(n_params)} parameters, context 64" in words
     # an interrupted evaluation says so and how to finish it
     res.update(complete=False, suites_pending=["perplexity"])
     partial = tmp_path / "partial.json"

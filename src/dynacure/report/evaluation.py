@@ -56,6 +56,50 @@ def _overview(res: dict[str, Any], source: Path) -> Markup:
     return join(parts)
 
 
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_section(res: dict[str, Any]) -> Markup:
+    """What the evaluated model is, from its folder when it is still there: its kind and size
+    (learner.json / a Hugging Face config.json) and how it was trained (train_log.json, run.json)."""
+    folder = Path(str(res.get("model", "")))
+    if not str(res.get("model", "")) or not folder.is_dir():
+        return Markup("")
+    learner, hf = _json(folder / "learner.json"), _json(folder / "config.json")
+    log_ = _json(folder / "train_log.json")
+    from dynacure.runinfo import find_run_info
+
+    train = find_run_info(folder, "train") or {}
+    items: list[tuple[str, str]] = []
+    if learner:
+        dims, preset = learner.get("dims", {}), learner.get("config", {}).get("preset", "n/a")
+        items.append(("learner", f"{learner.get('kind', 'n/a')} preset '{preset}', "
+                                 f"{fmt(dims.get('n_parameters'))} parameters, "
+                                 f"context {dims.get('n_ctx', 'n/a')}"))
+    elif hf:
+        items.append(("learner", f"Hugging Face {hf.get('model_type', 'model')} "
+                                 f"({', '.join(hf.get('architectures') or []) or 'n/a'})"))
+    if train:
+        cfg = train.get("config", {})
+        items.append(("trained on", str(cfg.get("curated", cfg.get("corpus", "n/a")))))
+    if log_:
+        losses = [float(x) for x in log_.get("losses", []) if x is not None]
+        tail = losses[-max(1, len(losses) // 5):] if losses else []
+        steps = log_.get("steps", len(losses))
+        items.append(("training", f"{fmt(log_.get('tokens_seen'))} tokens in {steps} "
+                                  f"steps, {fmt(log_.get('seconds'))} s; mean loss of the last fifth "
+                                  f"{fmt(sum(tail) / len(tail)) if tail else 'n/a'}"))
+    if not items:
+        return Markup("")
+    dl = join((Markup("<dt>{}</dt><dd>{}</dd>").format(k, v) for k, v in items), "")
+    return Markup('<dl class="meta">{}</dl>').format(dl)
+
+
 def _suite_table(name: str, r: dict[str, Any]) -> Markup:
     rows = []
     for metric, est in sorted(r.get("metrics", {}).items()):
@@ -111,6 +155,9 @@ def render_evaluation(source: str | Path) -> str:
         {"id": "what-was-evaluated", "title": "What was evaluated", "body": _overview(res, path)},
         {"id": "results", "title": "Results", "body": _results(res)},
     ]
+    model = model_section(res)
+    if model:
+        sections.insert(1, {"id": "model", "title": "The model", "body": model})
     model = Path(str(res.get("model", path.parent))).name or str(path)
     lead = ("How the trained model does on the evaluation suites: toxicity of its continuations judged by a "
             "model that no reward or selector uses, perplexity on held-out text, and the other suites run; "
