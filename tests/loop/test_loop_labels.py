@@ -117,6 +117,11 @@ def test_bad_label_files_name_the_file_and_line(corpus, tmp_path):
                                    *ARGS[4:], "--labels", str(good)])
     assert res.exit_code == 2 and "made for another run" in " ".join(res.output.split())
     assert not (out / "summary.json").exists()
+    # a strategy that asks for no labels is refused before any work
+    res = CliRunner().invoke(app, ["curate", str(path), "--out", str(tmp_path / "raft"), "--strategy", "raft",
+                                   "--budget", "0.5", "--propose-labels", "5"])
+    assert res.exit_code == 2 and "asks for no labels" in " ".join(res.output.split())
+    assert not (tmp_path / "raft").exists()
 
 
 def _oracle(table: pd.DataFrame, toxic: np.ndarray):

@@ -198,6 +198,10 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--propose-labels takes a number of documents >= 1, got {propose_labels}")
         if labels is not None and not labels.is_file():
             raise FileNotFoundError(f"{labels}: labels file not found (--labels)")
+        if (propose_labels is not None or labels is not None) and \
+                "labels_dir" not in _signature_text(selector_class(strategy))[0]:
+            raise ValueError(f"--propose-labels/--labels: strategy {strategy!r} asks for no labels (use "
+                             "raft_labels)")
         labelling = None if propose_labels is None and labels is None else {
             "labels_dir": out / "labels", "propose_labels": propose_labels,
             "labels_file": str(labels) if labels is not None else None}

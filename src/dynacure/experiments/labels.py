@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ SECONDARY = (("toxicity", "toxic_continuation_share"), ("toxicity", "mean_contin
              ("domain_perplexity", "word_perplexity_macro"))
 
 
-def gold_label_oracle(documents: str | Path, column: str = "meta_toxic"):  # noqa: ANN201
+def gold_label_oracle(documents: str | Path, column: str = "meta_toxic") -> Callable[[Path, Path], None]:
     """The oracle of ``raft_labels`` ``oracle="gold"``: answers a proposal file with the gold labels."""
     docs = pd.read_parquet(documents, columns=["id", column])
     gold = dict(zip(docs["id"].astype(str), docs[column], strict=True))

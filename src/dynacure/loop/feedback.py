@@ -20,6 +20,12 @@ document, so the loop calls it on the documents whose decision it is most likely
 
 The final decision ranks by the corrected score. With no queries the ranking is the policy's own, so the
 ablation ``query_share = 0`` is the loop without the expensive scorer (what the issue calls feedback-off).
+
+``ActiveQueries`` is the same procedure one step at a time (``propose`` / ``tell``), so that a person can
+answer between the rounds (``loop/labels.py``, issue 26), with the textbook baselines at the same calls
+(uncertainty sampling at the budget threshold, random labelling) and the ceiling (every document). For
+binary answers (labels) the surrogate is a classifier, the value of a query is the expected fall in toxic
+documents kept, and with ``pessimistic`` the estimate may only raise a document's toxicity.
 """
 
 from __future__ import annotations
