@@ -128,6 +128,14 @@ def _describe_stage(stage: str, done: int, total: int) -> str:
     return {"select": "selecting", "write": "writing the curated corpus"}.get(stage, stage)
 
 
+def _run_notes(replaced: list[str], resumed: dict[str, int], out: Path) -> list[str]:
+    """The lines said after the work (a failure's one line on stderr is its error): the runs --overwrite
+    replaced, and what a rerun reused."""
+    lines = [f"--overwrite: replaced {r} in {out}" for r in replaced]
+    reused = _resumed_line(resumed)
+    return [*lines, reused] if reused else lines
+
+
 def _resumed_line(resumed: dict[str, int]) -> str | None:
     """What a rerun reused: "resumed: reused N attribute shards; policy checkpoint at step K"; None when
     nothing was (a fresh run)."""
@@ -244,11 +252,7 @@ def register(app: typer.Typer) -> None:
             run.failed(f"{corpus}: {share}")
             raise ValueError(f"{corpus}: {share}")
         claim.finish()
-        for replaced in claim.replaced:  # after the work: a failure's one line on stderr is its error
-            console.print(f"--overwrite: replaced {replaced} in {out}", soft_wrap=True, highlight=False,
-                          markup=False)
-        resumed = _resumed_line(result.extra.get("resumed", {}))
-        if resumed:
-            console.print(resumed, soft_wrap=True, highlight=False)
+        for line in _run_notes(claim.replaced, result.extra.get("resumed", {}), out):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
         make_console().print(summary_table(result.summary))
         make_console().print(f"curated corpus, manifest.parquet and summary.json in {out}")
