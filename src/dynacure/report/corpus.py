@@ -69,6 +69,36 @@ def composition_table(summary: dict[str, Any]) -> Markup:
     return _table(header, rows, text_cols=1, table_id="composition")
 
 
+def composition_figure(summary: dict[str, Any]) -> Any:
+    """Per source: the documents read and kept (bars), so what the strategy took from each reads at once."""
+    import matplotlib.pyplot as plt
+
+    from dynacure.report.plots import Figure, _png
+
+    by_source = summary.get("by_source") or {}
+    if not by_source:
+        return None
+    items = sorted(by_source.items(), key=lambda kv: kv[1].get("documents", 0))
+    names = [str(k) for k, _ in items]
+    docs = np.array([v.get("documents", 0) for _, v in items], dtype=float)
+    kept = np.array([v.get("kept", 0) for _, v in items], dtype=float)
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(names) + 1.2))
+    y = np.arange(len(names))
+    ax.barh(y, docs, color="#ced4da", label="documents read")
+    ax.barh(y, kept, color="#2b8a3e", label="kept")
+    for i in range(len(names)):
+        share = f"{100 * kept[i] / docs[i]:.0f}% kept" if docs[i] else "n/a"
+        ax.text(docs[i], y[i], f"  {share}", va="center", fontsize=8)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("documents")
+    ax.set_xlim(0, max(docs.max(), 1.0) * 1.25)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    caption = ("Documents read (grey) and kept (green) per source, with the kept share; the table above has "
+               "the tokens kept and their share of the curated corpus.")
+    return Figure("composition", "Composition by source", caption, _png(fig))
+
+
 def reasons_table(summary: dict[str, Any]) -> Markup:
     """Every decision reason: how many records it kept, dropped or quarantined, and the share of all."""
     total = float(summary.get("records_read") or 0)
@@ -163,6 +193,11 @@ def score_figure(df: pd.DataFrame, cols: list[str]) -> Any:
     return Figure("scores", "Score distributions: kept vs dropped", caption, _png(fig))
 
 
+def _composition(summary: dict[str, Any]) -> Markup:
+    table, fig = composition_table(summary), composition_figure(summary)
+    return join([table, _figure_html(fig)]) if fig is not None else table
+
+
 def render_corpus(folder: str | Path) -> str:
     """The page of the curated corpus in ``folder``."""
     root = Path(folder)
@@ -171,7 +206,7 @@ def render_corpus(folder: str | Path) -> str:
     run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
     sections = [{"id": "what-was-curated", "title": "What was curated",
                  "body": _overview(summary, run, root)},
-                {"id": "composition", "title": "Composition by source", "body": composition_table(summary)},
+                {"id": "composition", "title": "Composition by source", "body": _composition(summary)},
                 {"id": "drops", "title": "Drops by reason", "body": reasons_table(summary)}]
     df = scores_with_decisions(root, run)
     cols = score_columns(df) if df is not None else []
