@@ -37,6 +37,45 @@ SUITES: dict[str, type[Suite]] = {
 }
 
 
+# The sizes ``dynacure evaluate`` uses unless ``--full``: a few minutes for a small model on 2 CPU cores
+# (a `tiny` TinyGPT: toxicity 129 s + perplexity 93 s, 3 min 57 s for the command on a shared machine; the
+# full sets took about 20 minutes for toxicity alone). Experiments set their own sizes in their
+# config; these apply only to the command. A size the user gives (a flag or --option) always wins.
+QUICK_SIZES: dict[str, dict[str, Any]] = {
+    "toxicity": {"max_prompts": 50, "samples": 5},  # per kind: 100 prompts x 5 continuations
+    "perplexity": {"max_tokens": 20_000},  # words of each test corpus
+    "preference": {"max_pairs": 200},  # per subset
+    "truthfulqa": {"max_questions": 200},
+    "bbq": {"max_items": 600},
+    "refusal": {"max_prompts": 50},  # per set
+    "domain_perplexity": {"max_texts_per_domain": 100},
+}
+# Options that point a suite at the user's own file: its own size then, not a quick subset of it.
+_OWN_FILES = ("prompts_file", "items_file", "sentences_file")
+
+
+def apply_sizes(options: dict[str, dict[str, Any]], names: list[str], full: bool
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``options`` with the quick sizes added where the user set none (nothing added when ``full``).
+
+    Returns the options and, per suite, the quick sizes that were added (to tell the user)."""
+    out = {k: dict(v) for k, v in options.items()}
+    added: dict[str, dict[str, Any]] = {}
+    if full:
+        return out, added
+    for name in names:
+        mine = out.get(name, {})
+        own_file = any(mine.get(k) for k in _OWN_FILES)
+        for key, value in QUICK_SIZES.get(name, {}).items():
+            if key in mine or (own_file and key.startswith("max_")):
+                continue
+            mine[key] = value
+            added.setdefault(name, {})[key] = value
+        if mine:
+            out[name] = mine
+    return out, added
+
+
 def available_suites() -> list[str]:
     return list(SUITES)
 
