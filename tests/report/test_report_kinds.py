@@ -78,7 +78,7 @@ def test_evaluation_report_from_a_real_evaluate_run(tmp_path: Path) -> None:
     mc = tmp_path / "mc.json"
     mc.write_text(json.dumps([{"question": "Q?", "mc1_targets": {"senior": 1, "youth": 0},
                                "mc2_targets": {"senior": 1, "youth": 0}}] * 3))
-    _invoke(["evaluate", str(model), "--suite", "truthfulqa,bbq,refusal", "--out", str(model / "eval.json"),
+    _invoke(["evaluate", str(model), "--suite", "truthfulqa,bbq", "--out", str(model / "eval.json"),
              "--option", f'truthfulqa.items_file="{mc}"', "--option", f'bbq.items_file="{bbq}"'])
     assert detect(model) == ("evaluation", model / "eval.json")  # found through evaluate's run record
     _invoke(["report", str(model)])
@@ -91,17 +91,19 @@ def test_evaluation_report_from_a_real_evaluate_run(tmp_path: Path) -> None:
             assert re.search(rf"{re.escape(metric)} \S.*? {re.escape(fmt(est['value']))} "
                              rf"\[{re.escape(fmt(est['low']))}, {re.escape(fmt(est['high']))}\] {est['n']} ",
                              words), metric
-    assert "Suites that did not run" in words and "refusal" in words  # a nano GPT follows no instructions
     assert "quick subsets" in words and "Incomplete" not in words
     n_params = json.loads((model / "learner.json").read_text())["dims"]["n_parameters"]
     assert f"The model learner tiny_gpt preset 'nano', {fmt(n_params)} parameters, context 64" in words
-    # an interrupted evaluation says so and how to finish it
+    # an interrupted evaluation says so and how to finish it; a skipped suite is listed with its reason
     res.update(complete=False, suites_pending=["perplexity"])
+    res["suites"]["refusal"] = {"suite": "refusal", "skipped": "the learner does not follow instructions",
+                                "metrics": {}, "details": {}}
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps(res))
     _invoke(["report", str(partial), "--out", str(tmp_path / "p.html")])
-    assert "Incomplete: the evaluation was interrupted before perplexity finished" in _text(
-        (tmp_path / "p.html").read_text())
+    words = _text((tmp_path / "p.html").read_text())
+    assert "Incomplete: the evaluation was interrupted before perplexity finished" in words
+    assert "Suites that did not run refusal : the learner does not follow instructions" in words
 
 
 def test_experiment_folders_keep_their_report_and_other_paths_are_refused(tmp_path: Path) -> None:
