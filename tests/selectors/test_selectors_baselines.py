@@ -121,6 +121,19 @@ def test_classifier_prefers_low_buckets_at_budget():
     assert set(sel.reason[50:][~sel.keep[50:]]) == {"budget"}
 
 
+def test_classifier_scores_and_reads_the_signal_it_is_given():
+    # a named signal is what curate scores, and its absence is an error, never another signal's columns
+    sel = get_selector("classifier", signal="hf_classifier")
+    assert sel.signals == ("hf_classifier",)
+    t = scored_table(20)
+    with pytest.raises(ValueError, match=r"signal 'hf_classifier'.*toxicity_ngram.*dynacure score"):
+        sel.select(t, SelectionContext(budget=0.5, seed=0))
+    # the default still falls back to any toxicity column present (tables scored with profanity only)
+    t2 = t.drop(columns=["toxicity_ngram__toxicity", "toxicity_ngram__insult"]).assign(
+        profanity__score=np.linspace(0, 1, 20))
+    assert get_selector("classifier").select(t2, SelectionContext(budget=0.5, seed=0)).keep.any()
+
+
 def test_classifier_refuses_bad_buckets():
     with pytest.raises(ValueError, match="keep_max < drop_min"):
         get_selector("classifier", keep_max=3, drop_min=3)

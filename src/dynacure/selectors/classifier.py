@@ -43,6 +43,9 @@ def harm_buckets(prob: np.ndarray) -> np.ndarray:
     return np.minimum(N_BUCKETS - 1, np.floor(np.asarray(prob) * N_BUCKETS)).astype(np.int64)
 
 
+DEFAULT_SIGNAL = "toxicity_ngram"
+
+
 @register_selector("classifier")
 class ClassifierSelector(Selector):
     name: ClassVar[str] = "classifier"
@@ -57,7 +60,7 @@ class ClassifierSelector(Selector):
         reroute: bool = True,
         reroute_weight: float = 0.5,
         reroute_tag: str = DEFAULT_TAG,
-        signal: str | None = "toxicity_ngram",
+        signal: str | None = DEFAULT_SIGNAL,
         toxicity_columns: list[str] | None = None,
         calibrator: object = None,
         n_draws: int = 32,
@@ -76,6 +79,9 @@ class ClassifierSelector(Selector):
             reroute_tag,
         )
         self.signal = signal
+        if signal:
+            # the signal named is the one scored: curate scores what a selector declares
+            self.signals = (signal,)
         self.columns = toxicity_columns
         self.calibrator = calibrator
         self.n_draws = int(n_draws)
@@ -87,6 +93,14 @@ class ClassifierSelector(Selector):
             cols = toxicity_columns(table, (self.signal,))
             if cols:
                 return cols
+            if self.signal != DEFAULT_SIGNAL:
+                # a signal the user named must not be replaced by another one without a word
+                present = sorted({c.split("__", 1)[0] for c in table.columns if "__" in c})
+                raise ValueError(
+                    f"classifier: no column of signal {self.signal!r} in the attributes (signals present: "
+                    f"{present or 'none'}); score it first (`dynacure score CORPUS --signals {self.signal}`) "
+                    "and pass the folder with --attributes"
+                )
         return toxicity_columns(table)
 
     def _tiers(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
