@@ -63,10 +63,10 @@ def selections(data_dir: str | None, docs: int, seed: int) -> tuple[dict[str, li
 
 def fill(learner, texts: list[str], tokens: int, seed: int) -> float:  # noqa: ANN001
     """Real tokens over positions run through the model, one padded row per document (the unpacked plan)."""
-    from dynacure.learners.training import _DocumentPlan
+    from dynacure.learners.training import DocumentPlan
 
     w = np.ones(len(texts))
-    plan = _DocumentPlan(learner, texts, w, None, tokens, 1, learner.batch_size, seed)
+    plan = DocumentPlan(learner, texts, w, None, tokens, 1, learner.batch_size, seed)
     real = sum(int(plan.lengths[b].sum()) for b in plan.batches)
     padded = sum(len(b) * int(plan.lengths[b].max()) for b in plan.batches)
     return real / padded

@@ -123,7 +123,7 @@ def _fingerprint(order: np.ndarray, weights: np.ndarray, batch_size: int, n: int
     return h.hexdigest()
 
 
-class _DocumentPlan:
+class DocumentPlan:
     """Per-document batches: ``batch_size`` planned visits per step, each its own (padded) row."""
 
     packed = False
@@ -269,7 +269,7 @@ def _checked_inputs(n: int, weights: Sequence[float] | None, probabilities: Sequ
 
 def make_plan(learner: Learner, texts: Sequence[str], w: np.ndarray, probs: np.ndarray | None,
               max_tokens: int | None, epochs: int, bs: int, seed: int,
-              pack: bool) -> PackedPlan | _DocumentPlan:
+              pack: bool) -> PackedPlan | DocumentPlan:
     """The run's batches: packed blocks when ``pack`` and the learner can train on them, else documents."""
     if pack and _can_pack(learner):
         enc = learner.encode(texts)  # type: ignore[attr-defined]
@@ -277,7 +277,7 @@ def make_plan(learner: Learner, texts: Sequence[str], w: np.ndarray, probs: np.n
                           eos_id=learner.eos_id, block=learner.n_ctx)  # type: ignore[attr-defined]
     if pack:
         log.info("%s cannot train on packed blocks: training one row per document", type(learner).__name__)
-    return _DocumentPlan(learner, texts, w, probs, max_tokens, epochs, bs, seed)
+    return DocumentPlan(learner, texts, w, probs, max_tokens, epochs, bs, seed)
 
 
 def _resume(learner: Learner, found: Path, fingerprint: str, planned: int) -> tuple[int, TrainLog]:
