@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=data)
     ap.add_argument("--record", type=Path, default=HERE / "chain.json")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--until", default=None, help="stop after this step; a re-run goes on")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -80,6 +81,9 @@ def main() -> None:
         record["commands"][name] = " ".join(cmd)
         record["wall_s"] = round(sum(record["steps"].values()), 1)
         _write(args.record, record)
+        if name == args.until:
+            print(f"[chain] stopped after {name} (--until); wall_s so far {record['wall_s']}", flush=True)
+            return
     record["finished"] = _now()
     record["wall_s"] = round(sum(record["steps"].values()), 1)
     _write(args.record, record)
