@@ -206,8 +206,14 @@ def model_digest(folder: Path) -> str | None:
     being built, whose files change until it is done)."""
     import hashlib
 
-    whole = ("meta.json", "learner.json", "base.json", "config.json")  # config.json: a Hugging Face folder
-    if not folder.is_dir() or not any((folder / m).exists() for m in whole):
+    whole = ("meta.json", "learner.json", "base.json")
+    if not folder.is_dir():
+        return None
+    # a Hugging Face folder: config.json beside its weights; a base being built also has a config.json, but
+    # only checkpoints until base.json is written
+    hf = (folder / "config.json").exists() and any(folder.glob("*.safetensors")) \
+        and not (folder / "checkpoint").exists()
+    if not hf and not any((folder / m).exists() for m in whole):
         return None
     h = hashlib.blake2b(digest_size=16)
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
