@@ -54,6 +54,14 @@ def corpus_of(manifest: Path) -> Path | None:
     return None
 
 
+def text_field_of(manifest: Path) -> str | None:
+    """The ``--text-field`` curate was run with (None: the default, each file's own text field), so the
+    audit reads the corpus's texts as curate read them."""
+    record = find_run_info(manifest.parent, "curate")
+    field = (record or {}).get("request", {}).get("text_field")
+    return field if isinstance(field, str) and field else None
+
+
 def audit_manifest(
     manifest: pd.DataFrame, texts: pd.Series, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any]:

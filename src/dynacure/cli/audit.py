@@ -40,9 +40,10 @@ def register(app: typer.Typer) -> None:
             find_manifests,
             no_groups_message,
             ratios_matrix,
+            text_field_of,
         )
         from dynacure.io.atomic import write_json_atomic
-        from dynacure.io.readers import read_documents
+        from dynacure.io.readers import read_documents, text_field_default
 
         manifests = find_manifests(paths)
         texts_cache: dict[Path, pd.Series] = {}
@@ -52,7 +53,9 @@ def register(app: typer.Typer) -> None:
             if src is None:
                 raise ValueError(f"{mpath}: no corpus recorded next to it; pass --corpus")
             if src not in texts_cache:
-                texts_cache[src] = pd.Series({d.id: d.text for d in read_documents(src)})
+                # the texts as curate read them: its --text-field, else each file's own text field
+                with text_field_default(text_field_of(mpath), auto=True):
+                    texts_cache[src] = pd.Series({d.id: d.text for d in read_documents(src)})
             manifest = pd.read_parquet(mpath)
             results[label] = audit_manifest(manifest, texts_cache[src], n_boot=n_boot, seed=seed)
         write_json_atomic(out, {"manifests": {k: str(v) for k, v in manifests.items()}, "results": results})
