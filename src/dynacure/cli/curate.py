@@ -30,7 +30,9 @@ from dynacure.cli.failures import INPUT_ERRORS, explain_no_documents, start_clea
 from dynacure.cli.paths import OVERWRITE_HELP, check_out_path, claim_out_dir, make_request
 from dynacure.cli.score import (
     ALLOW_QUARANTINE_HELP,
+    SIGNAL_ARG_HELP,
     TEXT_FIELD_HELP,
+    parse_signal_args,
     print_text_fields,
     quarantine_share_error,
 )
@@ -166,6 +168,10 @@ def register(app: typer.Typer) -> None:
             help="Saved learner or local Hugging Face model folder: the prior of color/ica, the model "
                  "ppo/reinforce/bandit train and probe in the loop (on a copy; cuda when available)."),
         param: list[str] = typer.Option([], "--param", help="Strategy parameter KEY=VALUE (JSON value)."),
+        signal_arg: list[str] = typer.Option(
+            None, "--signal-arg",
+            help=SIGNAL_ARG_HELP + ": the signals curate scores itself (no --attributes) and a loop "
+                 "strategy's probes"),
         shard_size: int = typer.Option(10000, "--shard-size", help="Documents per read/scoring shard."),
         out_shard_size: int = typer.Option(5000, "--out-shard-size", help="Documents per output shard."),
         disparity_cap: float | None = typer.Option(
@@ -198,6 +204,7 @@ def register(app: typer.Typer) -> None:
         selector_class(strategy)
         rw = RewardWeights.parse(weights) if weights is not None else None
         params = _parse_params(param)
+        signal_kwargs = parse_signal_args(signal_arg)
         if shard_size < 1 or out_shard_size < 1:
             raise ValueError("--shard-size and --out-shard-size must be >= 1")
         if disparity_cap is not None and not disparity_cap >= 1.0:
@@ -219,7 +226,8 @@ def register(app: typer.Typer) -> None:
         claim = claim_out_dir(out, "curate", make_request(
             {"corpus": corpus, "attributes": attributes, "target": target, "learner": learner},
             strategy=strategy, budget=budget, seed=seed, weights=weights, redact_pii=redact_pii,
-            params=params, disparity_cap=disparity_cap, text_field=text_field), overwrite=overwrite)
+            params=params, disparity_cap=disparity_cap, text_field=text_field,
+            **({"signal_args": signal_kwargs} if signal_kwargs else {})), overwrite=overwrite)
         model = None
         if learner is not None:
             from dynacure.learners import load_learner
@@ -233,7 +241,8 @@ def register(app: typer.Typer) -> None:
                 result = curate(corpus, out, strategy, budget, attributes=attributes, target=target,
                                 seed=seed, weights=rw, redact_pii=redact_pii, params=params, learner=model,
                                 shard_size=shard_size, out_shard_size=out_shard_size, progress=progress,
-                                disparity_cap=disparity_cap, labelling=labelling)
+                                disparity_cap=disparity_cap, labelling=labelling,
+                                signal_kwargs=signal_kwargs or None)
             except INPUT_ERRORS as exc:
                 msg = error_message(exc)
                 if "no readable documents" in msg:

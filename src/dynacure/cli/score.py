@@ -83,6 +83,10 @@ class Engine(StrEnum):
     ray = "ray"
 
 
+SIGNAL_ARG_HELP = ("SIGNAL.KEY=VALUE passed to a signal's constructor (repeatable; VALUE read as JSON if it "
+                   "parses)")
+
+
 def parse_signal_args(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``["quality.density_width=2", "pii.types=[\\"email\\"]"]`` -> ``{signal: {key: value}}``.
 
@@ -171,9 +175,7 @@ def register(app: typer.Typer) -> None:
                                          "1 = score in this process"),
         shard_size: int = typer.Option(10000, "--shard-size", min=1, help="documents per shard (the unit "
                                        "of resume)"),
-        signal_arg: list[str] = typer.Option(None, "--signal-arg", help="SIGNAL.KEY=VALUE passed to a "
-                                             "signal's constructor (repeatable; VALUE read as JSON if it "
-                                             "parses)"),
+        signal_arg: list[str] = typer.Option(None, "--signal-arg", help=SIGNAL_ARG_HELP),
         seed: int = typer.Option(0, help="seed (recorded; used by a model trained on the fly)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
         text_field: str | None = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),

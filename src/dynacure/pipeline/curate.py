@@ -34,7 +34,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -110,6 +110,29 @@ def read_target_texts(path: str | Path) -> list[str]:
     return texts
 
 
+def _with_signal_kwargs(params: dict[str, Any], signal_kwargs: Mapping[str, Mapping[str, Any]]
+                        ) -> dict[str, Any]:
+    """``params`` with ``--signal-arg``'s options for a loop strategy (its probes build the signals too)."""
+    kwargs = {k: dict(v) for k, v in signal_kwargs.items()}
+    if params.get("signal_kwargs") not in (None, kwargs):
+        raise ValueError("signal options given twice (--signal-arg and --param signal_kwargs): give them "
+                         "once, with --signal-arg")
+    return {**params, "signal_kwargs": kwargs}
+
+
+def _check_signal_kwargs_used(selector: Any, strategy: str, signal_kwargs: Mapping[str, Any], *,
+                              scores_here: bool) -> None:
+    """Refuse ``--signal-arg`` options that no signal built here would use, rather than ignore them."""
+    if hasattr(selector, "signal_kwargs"):  # a loop strategy: its probes may build any signal
+        return
+    scored = set(selector.signals) if scores_here else set()
+    unused = sorted(set(signal_kwargs) - scored)
+    if unused:
+        why = ("the attributes are stored (--attributes): pass them to `dynacure score`" if not scores_here
+               else f"strategy {strategy!r} scores no such signal")
+        raise ValueError(f"--signal-arg {', '.join(unused)}: not used here; {why}")
+
+
 def _start_clean(out: Path) -> None:
     """Make a (re)started run look unfinished and drop the temporary files a killed run left behind."""
     (out / SUMMARY_FILE).unlink(missing_ok=True)
@@ -158,7 +181,8 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
            params: dict[str, Any] | None = None, learner: Learner | None = None, shard_size: int = 10000,
            out_shard_size: int = 5000, progress: ProgressFn | None = None,
            disparity_cap: float | None = None, streaming: bool | Literal["auto"] = "auto",
-           labelling: dict[str, Any] | None = None) -> CurateResult:
+           labelling: dict[str, Any] | None = None,
+           signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> CurateResult:
     """Curate ``corpus`` with ``strategy`` at ``budget`` (share of tokens) into ``out_dir``.
 
     ``labelling`` (``curate --propose-labels N`` / ``--labels FILE``; a strategy that asks for labels,
@@ -170,6 +194,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
     more than ``disparity_cap`` times as often as the corpus overall (``dynacure.audit.mitigation``), at
     the same token budget; re-admitted rows get reason ``readmitted:disparity_cap`` and the rows dropped to
     pay for them ``dropped:disparity_cap``.
+
+    ``signal_kwargs`` (``curate --signal-arg``): constructor options per signal name, for the signals curate
+    scores itself (no ``attributes``) and those a loop strategy probes with (its ``signal_kwargs``).
 
     ``streaming``: ``"auto"`` selects shard by shard in bounded memory (``pipeline.streaming``, the same
     files) whenever the strategy streams and the attributes are stored, ``True`` requires it (ValueError
@@ -195,7 +222,11 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
         if not _accepts(factory, "weights"):
             raise ValueError(f"strategy {strategy!r} does not use reward weights (--weights)")
         params["weights"] = rw
+    if signal_kwargs and _accepts(factory, "signal_kwargs"):
+        params = _with_signal_kwargs(params, signal_kwargs)
     selector = factory(**params) if params else factory()
+    if signal_kwargs:
+        _check_signal_kwargs_used(selector, strategy, signal_kwargs, scores_here=attributes is None)
     if labelling is not None:
         if not hasattr(selector, "labels_dir"):
             raise ValueError(f"--propose-labels/--labels: strategy {strategy!r} asks for no labels "
@@ -229,7 +260,9 @@ def curate(corpus: str | Path, out_dir: str | Path, strategy: str, budget: float
 
     # ---- read (and score) shard by shard --------------------------------------------------------------
     attrs_dir = Path(attributes) if attributes is not None else out / "attributes"
-    score = ScoreStep(attrs_dir, selector.signals) if attributes is None and selector.signals else None
+    score = (ScoreStep(attrs_dir, selector.signals, {k: v for k, v in (signal_kwargs or {}).items()
+                                                      if k in selector.signals})
+             if attributes is None and selector.signals else None)
     use_signals = [s for s in (signals_in(attrs_dir) if attributes is not None else
                                sorted(score.signals) if score is not None else [])
                    if s != "embedding" or s in selector.optional_signals]

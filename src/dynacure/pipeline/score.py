@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +119,13 @@ class ScoreStep:
     """Scores the corpus's shards with the named signals into ``attrs_dir`` (``stats``: ``scored:<signal>``
     and ``reused:<signal>`` shards; a stored shard whose texts changed is scored again)."""
 
-    def __init__(self, attrs_dir: Path, signals: Sequence[str]) -> None:
-        from dynacure.signals.base import get_signal
+    def __init__(self, attrs_dir: Path, signals: Sequence[str],
+                 signal_kwargs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        from dynacure.engines.common import build_signals
 
         self.attrs_dir = attrs_dir
-        self.signals = {name: get_signal(name) for name in signals}
+        # ``signal_kwargs``: constructor options per signal (``curate --signal-arg``), built as ``score`` does
+        self.signals = build_signals(list(signals), signal_kwargs or {})
         self.stats: Counter[str] = Counter()
 
     def run(self, shard_name: str, docs: Sequence[Document]) -> None:
