@@ -200,7 +200,8 @@ def labels_summary(runs: str | Path, n_boot: int = N_BOOT, seed: int = 0) -> dic
     out["other_call_shares"] = {
         sfx: {**{r: _role_block(f"{r}_{sfx}", roles[f"{r}_{sfx}"], share, calls, boot, seeds)
                  for r in COMPARED},
-              "loop_vs_uncertainty": _versus(f"loop_{sfx}", f"uncertainty_{sfx}", share, boot, seeds)}
+              "loop_vs_uncertainty": _versus(f"loop_{sfx}", f"uncertainty_{sfx}", share, boot, seeds),
+              "loop_vs_random": _versus(f"loop_{sfx}", f"random_{sfx}", share, boot, seeds)}
         for sfx in suffixes}
     loop = out["loop"]
     out["gap_closed"], out["gap_closed_interval"] = loop["gap_closed"], loop["gap_closed_interval"]
