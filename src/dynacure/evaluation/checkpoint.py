@@ -44,14 +44,18 @@ def digest(obj: Any, length: int = 16) -> str:
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    """The model folder's identity: its resolved path and the name, size and mtime of each model file, so a
-    model trained again into the same folder does not inherit the old model's checkpoints."""
+    """The model folder's identity: its resolved path and the name and bytes of each model file, so a model
+    trained again into the same folder does not inherit the old model's checkpoints, while the same weights
+    written again (a finished ``dynacure train`` run again resumes and re-saves them) keep their results."""
     root = Path(model_dir).resolve()
     files = []
     for p in sorted(root.rglob("*")):
         if p.is_file() and (p.suffix in MODEL_SUFFIXES or p.name in MODEL_JSON):
-            st = p.stat()
-            files.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns])
+            h = hashlib.blake2b(digest_size=16)  # bytes, not mtime: a re-save of the same weights is the same
+            with p.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            files.append([str(p.relative_to(root)), h.hexdigest()])
     return digest({"path": str(root), "files": files})
 
 
