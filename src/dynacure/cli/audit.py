@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
             text_field_of,
         )
         from dynacure.io.atomic import write_json_atomic
+        from dynacure.io.quarantine import Quarantine
         from dynacure.io.readers import read_documents, text_field_default
 
         manifests = find_manifests(paths)
@@ -53,9 +54,11 @@ def register(app: typer.Typer) -> None:
             if src is None:
                 raise ValueError(f"{mpath}: no corpus recorded next to it; pass --corpus")
             if src not in texts_cache:
-                # the texts as curate read them: its --text-field, else each file's own text field
+                # the texts as curate read them: its --text-field, else each file's own text field; the
+                # records curate quarantined are quarantined in the manifest too (said there, not again)
                 with text_field_default(text_field_of(mpath), auto=True):
-                    texts_cache[src] = pd.Series({d.id: d.text for d in read_documents(src)})
+                    docs = read_documents(src, quarantine=Quarantine())
+                    texts_cache[src] = pd.Series({d.id: d.text for d in docs})
             manifest = pd.read_parquet(mpath)
             results[label] = audit_manifest(manifest, texts_cache[src], n_boot=n_boot, seed=seed)
         write_json_atomic(out, {"manifests": {k: str(v) for k, v in manifests.items()}, "results": results})
