@@ -247,7 +247,13 @@ def test_curate_passes_signal_args_to_the_signals_it_scores(tmp_path):
                                        "--attributes", "cur/attributes", "--out", "cur3",
                                        "--signal-arg", "profanity.x=1"], env=env)
         assert res.exit_code == 2 and "pass them to `dynacure score`" in res.output, res.output
-    assert not (tmp_path / "cur2").exists() and not (tmp_path / "cur3").exists()
+        # a loop strategy takes them for its probes: once, not also as --param signal_kwargs
+        res = CliRunner().invoke(app, ["curate", CORPUS, "--strategy", "bandit", "--budget", "0.5",
+                                       "--attributes", "cur/attributes", "--out", "cur4",
+                                       "--param", 'signal_kwargs={"profanity": {"a": 1}}',
+                                       "--signal-arg", "profanity.b=2"], env=env)
+        assert res.exit_code == 2 and "given twice" in res.output, res.output
+    assert not any((tmp_path / d).exists() for d in ("cur2", "cur3", "cur4"))
 
 
 def test_evaluation_key_is_the_model_bytes_not_their_mtime(tmp_path):
