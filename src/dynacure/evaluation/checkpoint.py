@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dynacure.io.atomic import write_json_atomic
+from dynacure.io.digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     files = []
     for p in sorted(root.rglob("*")):
         if p.is_file() and (p.suffix in MODEL_SUFFIXES or p.name in MODEL_JSON):
-            h = hashlib.blake2b(digest_size=16)  # bytes, not mtime: a re-save of the same weights is the same
-            with p.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            files.append([str(p.relative_to(root)), h.hexdigest()])
+            files.append([str(p.relative_to(root)), file_digest(p)])
     return digest({"path": str(root), "files": files})
 
 

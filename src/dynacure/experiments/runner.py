@@ -49,6 +49,7 @@ from dynacure.experiments.cells import (
 from dynacure.experiments.config import ExperimentConfig
 from dynacure.experiments.results import RESULTS_FORMAT_VERSION, collect_results
 from dynacure.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from dynacure.io.digest import folder_digest
 from dynacure.io.document import count_tokens
 from dynacure.io.jsonfile import read_versioned
 from dynacure.learners.base import Learner
@@ -204,7 +205,6 @@ def model_digest(folder: Path) -> str | None:
     """BLAKE2b of a model folder's files (names and bytes); None when the folder holds no whole model yet
     (no ``meta.json`` of a scorer, ``learner.json`` of a learner or ``base.json`` of the base: a folder still
     being built, whose files change until it is done)."""
-    import hashlib
 
     whole = ("meta.json", "learner.json", "base.json")
     if not folder.is_dir():
@@ -215,13 +215,7 @@ def model_digest(folder: Path) -> str | None:
         and not (folder / "checkpoint").exists()
     if not hf and not any((folder / m).exists() for m in whole):
         return None
-    h = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return folder_digest(folder)
 
 
 _model_digest = model_digest  # the name the experiment's own records used first

@@ -29,7 +29,6 @@ transformers load when a signal is built.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from dynacure.io.digest import folder_digest
 from dynacure.signals.base import Resources, Signal, register_signal
 
 HF_CLASSIFIER = "hf_classifier"
@@ -89,17 +89,6 @@ def parse_unsafe(value: str | Sequence[str] | None, labels: Sequence[str], folde
     if not out:
         raise ValueError(f"{arg} is empty; name at least one of {list(labels)}")
     return list(dict.fromkeys(out))
-
-
-def folder_digest(folder: Path) -> str:
-    """BLAKE2b over the folder's file names and bytes (hidden files left out): changes with any file."""
-    h = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def pick_device(device: str | None) -> str:
