@@ -143,13 +143,11 @@ def _path_args(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--data-dir", "--out", "--corpus")]
 
 
-@pytest.mark.skipif(not Path("/work/shared/data").is_dir() and not os.environ.get("DYNACURE_DATA"),
-                    reason="needs the public data folder (../shared/data or $DYNACURE_DATA)")
-def test_missing_model_hints_work_from_another_folder(tmp_path, monkeypatch):
+def test_missing_model_hints_work_from_another_folder(tmp_path, monkeypatch, shared_data):
     from dynacure.signals.models import ModelMissingError
     from dynacure.signals.toxicity import load_judge
 
-    data = Path(os.environ.get("DYNACURE_DATA") or "/work/shared/data").absolute()
+    data = shared_data.resolve()
     corpus = _corpus(tmp_path / "own.jsonl")
     # a relative data folder, as the issue's `--data-dir ../shared/data`, in effect in one folder ...
     monkeypatch.chdir(data.parent)
@@ -315,16 +313,16 @@ def test_pretrain_hints_run_from_another_folder(tmp_path, monkeypatch):
     assert "does not exist" not in res.output and "wikitext-2" in res.output, res.output
 
 
-@pytest.mark.skipif(not Path("/work/shared/data/wikitext-2").is_dir(), reason="needs /work/shared/data")
-def test_missing_base_hint_is_a_pasteable_command(tmp_path, monkeypatch):
+def test_missing_base_hint_is_a_pasteable_command(tmp_path, monkeypatch, shared_data):
     from dynacure.learners.pretrain import BaseConfig, find_base
 
-    monkeypatch.chdir("/work/shared")
+    data = shared_data.resolve()
+    monkeypatch.chdir(data.parent)  # the data folder given relative to where the command ran
     with pytest.raises(FileNotFoundError) as exc:
-        find_base(BaseConfig(max_tokens=1000, seed=2), "data", tmp_path / "bases")
+        find_base(BaseConfig(max_tokens=1000, seed=2), data.name, tmp_path / "bases")
     [cmd] = _suggested(str(exc.value))
     assert cmd[:2] == ["dynacure", "pretrain"] and "--tokens" in cmd and cmd[cmd.index("--seed") + 1] == "2"
-    assert _path_args(cmd) == ["/work/shared/data", str(tmp_path / "bases")]
+    assert _path_args(cmd) == [str(data), str(tmp_path / "bases")]
 
 
 def test_a_record_of_an_older_version_is_compared_on_its_plain_options(tmp_path, monkeypatch):
