@@ -145,21 +145,26 @@ def _column_names(path: Path, suf: str | None) -> list[str] | None:
     return list(schema.names)
 
 
-def _jsonl_string_counts(path: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _jsonl_string_counts(path: Path, max_records: int = _SNIFF_RECORDS, exclude: tuple[str, ...] = (),
+                         counts: dict[str, int] | None = None) -> tuple[dict[str, int], int]:
+    """(field -> records holding a non-empty string there, records read) over the first ``max_records``
+    JSONL records of ``path``, added to ``counts``; a broken file counts what came before the break."""
+    counts = {} if counts is None else counts
     seen = 0
+    if max_records <= 0:
+        return counts, seen
     try:
         for _, rec, _raw in _iter_jsonl(path, 8 * DEFAULT_MAX_CHARS):
             if isinstance(rec, dict):
                 for key, value in rec.items():
-                    if isinstance(value, str) and value.strip():
+                    if isinstance(value, str) and value.strip() and key not in exclude:
                         counts[key] = counts.get(key, 0) + 1
                 seen += 1
-            if seen >= _SNIFF_RECORDS:
+            if seen >= max_records:
                 break
     except _FileBroken:
         pass
-    return counts
+    return counts, seen
 
 
 _RESOLVED: dict[tuple[str, int, int, str], tuple[str, str]] = {}
@@ -183,7 +188,7 @@ def resolve_text_field(path: str | os.PathLike[str], requested: str) -> tuple[st
     if key in _RESOLVED:
         return _RESOLVED[key]
     if suf in _JSONL_SUFFIXES:
-        counts = _jsonl_string_counts(f)
+        counts, _ = _jsonl_string_counts(f)
         found = [c for c in TEXT_FIELD_CANDIDATES if counts.get(c)]
         if requested in counts or not found:
             out = (requested, "")
@@ -224,17 +229,8 @@ def string_fields(path: str | os.PathLike[str], max_records: int = 200,
     for f in files:
         if data_suffix(f) not in _JSONL_SUFFIXES:
             continue
-        try:
-            for _, rec, _raw in _iter_jsonl(f, 8 * DEFAULT_MAX_CHARS):
-                if isinstance(rec, dict):
-                    for key, value in rec.items():
-                        if isinstance(value, str) and value.strip() and key not in exclude:
-                            counts[key] = counts.get(key, 0) + 1
-                    seen += 1
-                if seen >= max_records:
-                    break
-        except _FileBroken:
-            continue
+        _, n = _jsonl_string_counts(f, max_records - seen, exclude, counts)
+        seen += n
         if seen >= max_records:
             break
     return sorted(counts, key=lambda k: (-counts[k], k))
