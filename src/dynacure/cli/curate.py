@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
         check_out_path(out, "dir")
         list_data_files(corpus)  # a missing corpus or a format we cannot read (CSV), before OUT exists
         check_budget(budget)
-        selector_class(strategy)
+        cls = selector_class(strategy)  # an unknown strategy is refused here
         rw = RewardWeights.parse(weights) if weights is not None else None
         params = _parse_params(param)
         signal_kwargs = parse_signal_args(signal_arg)
@@ -214,14 +214,14 @@ def register(app: typer.Typer) -> None:
         if labels is not None and not labels.is_file():
             raise FileNotFoundError(f"{labels}: labels file not found (--labels)")
         if (propose_labels is not None or labels is not None) and \
-                "labels_dir" not in _signature_text(selector_class(strategy))[0]:
+                "labels_dir" not in _signature_text(cls)[0]:
             raise ValueError(f"--propose-labels/--labels: strategy {strategy!r} asks for no labels (use "
                              "raft_labels)")
         labelling = None if propose_labels is None and labels is None else {
             "labels_dir": out / "labels", "propose_labels": propose_labels,
             "labels_file": str(labels) if labels is not None else None}
         # bad strategy parameters are refused here, before any output exists
-        build_strategy(strategy, selector_class(strategy), params)
+        build_strategy(strategy, cls, params)
         # Another run's finished output in OUT is refused here, before any work (the same run resumes).
         claim = claim_out_dir(out, "curate", make_request(
             {"corpus": corpus, "attributes": attributes, "target": target, "learner": learner},
