@@ -46,13 +46,13 @@ def test_cells_fine_tune_the_base_with_its_tokenizer(shared_data, tmp_path, monk
 
 
 def test_a_base_still_being_built_has_no_digest(tmp_path):
-    from dynacure.experiments.runner import _model_digest
+    from dynacure.experiments.runner import model_digest
 
     folder = tmp_path / "base"
     (folder / "checkpoint").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "checkpoint" / "model.safetensors").write_bytes(b"step 250")
-    assert _model_digest(folder) is None  # its files change until base.json is written
+    assert model_digest(folder) is None  # its files change until base.json is written
     (folder / "base.json").write_text("{}")
-    digest = _model_digest(folder)
-    assert digest and digest == _model_digest(folder)
+    digest = model_digest(folder)
+    assert digest and digest == model_digest(folder)

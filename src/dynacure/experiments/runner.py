@@ -218,9 +218,6 @@ def model_digest(folder: Path) -> str | None:
     return folder_digest(folder)
 
 
-_model_digest = model_digest  # the name the experiment's own records used first
-
-
 def models_used(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Path]:
     """name -> folder of every trained model the experiment scores or judges with."""
     from dynacure.signals.models import JUDGE, TOXICITY_NGRAM, resolve
@@ -257,7 +254,7 @@ def environment(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Any]:
     corpus = None
     if cfg.corpus.kind == "path" and cfg.corpus.path is not None:
         corpus = {str(Path(cfg.corpus.path).resolve()): _file_listing(Path(cfg.corpus.path))}
-    models = {name: {"path": _record_path(folder, ws), "digest": _model_digest(folder)}
+    models = {name: {"path": _record_path(folder, ws), "digest": model_digest(folder)}
               for name, folder in models_used(cfg, ws).items()}
     return {"data": data, "corpus": corpus, "models": models}
 
@@ -498,7 +495,7 @@ def prepare_models(cfg: ExperimentConfig, ws: Workspace) -> dict[str, Any]:
         env = info.get("environment", {})
         for rec in env.get("models", {}).values():
             if rec.get("digest") is None:
-                rec["digest"] = _model_digest(ws.root / rec["path"])  # an absolute path stays absolute
+                rec["digest"] = model_digest(ws.root / rec["path"])  # an absolute path stays absolute
         _update_experiment(ws, environment=env)
     return paths
 
