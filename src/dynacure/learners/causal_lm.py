@@ -152,10 +152,6 @@ class CausalLMLearner(Learner):
         """How many target tokens one training visit of each text trains on."""
         return np.array([min(len(ids) + 2, self.n_ctx + 1) - 1 for ids in self.encode(texts)], dtype=np.int64)
 
-    def packed_lengths(self, texts: Sequence[str]) -> np.ndarray:
-        """Stream tokens each text adds to a packed run: its tokens and the EOS after it (all trained)."""
-        return np.array([len(ids) + 1 for ids in self.encode(texts)], dtype=np.int64)
-
     def _pad_rows(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded ``(inputs, targets, mask)`` for rows used as ``row[:-1] -> row[1:]``."""
         width = max(len(r) for r in rows) - 1
